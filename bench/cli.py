@@ -1,0 +1,65 @@
+"""The `bench` command line (typer + rich). Commands live in bench/commands/, one module per command group."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+from bench.errors import BenchError
+
+app = typer.Typer(
+    name="bench",
+    help="multitarget-bench: compare retrievers on multi-target retrieval (MRECALL@k, diversity bins, significance).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+_loaded = False
+
+
+def get_app() -> typer.Typer:
+    """The app with every command module of bench.commands imported (each registers its commands on `app`)."""
+    global _loaded
+    if not _loaded:
+        import bench.commands as pkg
+
+        for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+            importlib.import_module(f"bench.commands.{mod.name}")
+        _loaded = True
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: every BenchError becomes one red line and exit code 2, never a traceback."""
+    err = Console(stderr=True)
+    try:
+        rv = get_app()(args=argv, standalone_mode=False)
+    except BenchError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return _exit(2, argv)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: results are written atomically, so no partial file was left")
+        return _exit(130, argv)
+    except click.exceptions.Abort:
+        err.print("[yellow]aborted[/]")
+        return _exit(130, argv)
+    except click.ClickException as exc:
+        exc.show()
+        return _exit(exc.exit_code, argv)
+    return _exit(rv if isinstance(rv, int) else 0, argv)
+
+
+def _exit(code: int, argv: list[str] | None) -> int:
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Round-robin merge with de-duplication: how AMER's m per-vector lists become one ranking."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.errors import BenchError
+
+
+def round_robin_merge(lists: np.ndarray, k: int) -> np.ndarray:
+    """Merge m ranked lists per query into one list of length k.
+
+    `lists` is (n_queries, m, depth) of doc ids, best first, -1 for empty slots. The merged list reads
+
+        L1[0], L2[0], …, Lm[0], L1[1], L2[1], …, Lm[1], …
+
+    skipping empty slots and any doc already taken, until k docs are taken (fewer if the lists run out: the rest is
+    -1). With m = 1 it is the list itself, cut to k. Vectorised over queries.
+    """
+    lists = np.asarray(lists)
+    if lists.ndim != 3:
+        raise BenchError(f"round_robin_merge expects (n_queries, m, depth), got shape {lists.shape}")
+    if k <= 0:
+        raise BenchError(f"k must be > 0, got {k}")
+    n, m, depth = lists.shape
+    interleaved = lists.transpose(0, 2, 1).reshape(n, depth * m).astype(np.int64)
+    # A stable sort puts the first occurrence of each id first among its equals: later ones are duplicates.
+    order = np.argsort(interleaved, axis=1, kind="stable")
+    ordered = np.take_along_axis(interleaved, order, axis=1)
+    dup_sorted = np.zeros_like(ordered, dtype=bool)
+    dup_sorted[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    duplicate = np.empty_like(dup_sorted)
+    np.put_along_axis(duplicate, order, dup_sorted, axis=1)
+    keep = ~duplicate & (interleaved >= 0)
+    slot = np.cumsum(keep, axis=1) - 1
+    take = keep & (slot < k)
+    rows, cols = np.nonzero(take)
+    merged = np.full((n, k), -1, dtype=np.int64)
+    merged[rows, slot[rows, cols]] = interleaved[rows, cols]
+    return merged

@@ -1,0 +1,134 @@
+"""Run records, their atomic store under results/<task>/<retriever>/<run-id>.json, and TREC run export.
+
+A record carries `schema_version`; the loader fills fields that older files lack with their defaults and keeps
+fields it does not know under `unknown`, so files keep loading as the format grows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.atomic import atomic_open
+from bench.errors import BenchError
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RunResult:
+    """One retriever on one task: its config, provenance, per-query metric values and summary."""
+
+    run_id: str
+    task: str
+    retriever: str
+    ks: list[int]
+    query_ids: list[str]
+    per_query: dict[str, list[float]]
+    summary: dict[str, float]
+    schema_version: int = SCHEMA_VERSION
+    created: str = ""
+    split: str = "test"
+    task_params: dict[str, Any] = field(default_factory=dict)
+    retriever_params: dict[str, Any] = field(default_factory=dict)
+    retriever_info: dict[str, Any] = field(default_factory=dict)
+    task_info: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    config_hash: str = ""
+    corpus_size: int = 0
+    data_hash: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    unknown: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> RunResult:
+        names = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        missing = sorted(required - data.keys())
+        if missing:
+            raise BenchError(f"{source}: not a run record, missing field(s) {', '.join(missing)}")
+        known = {k: v for k, v in data.items() if k in names and k != "unknown"}
+        extra_keys = {k: v for k, v in data.items() if k not in names}
+        rec = cls(**known)
+        rec.unknown = {**data.get("unknown", {}), **extra_keys}
+        if rec.schema_version > SCHEMA_VERSION:
+            rec.unknown.setdefault("_note", f"written by a newer schema ({rec.schema_version})")
+        return rec
+
+    def values(self, metric: str) -> np.ndarray:
+        if metric not in self.per_query:
+            raise BenchError(f"run {self.run_id} has no metric {metric}; it has {', '.join(self.per_query)}")
+        return np.asarray(self.per_query[metric], dtype=np.float64)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", name)
+
+
+def run_dir(results_dir: str | Path, task: str, retriever: str) -> Path:
+    return Path(results_dir) / _safe(task) / _safe(retriever)
+
+
+def save_run(result: RunResult, results_dir: str | Path, ranking: np.ndarray | None = None,
+             doc_ids: list[str] | None = None) -> Path:
+    """Write `<run-id>.json` (and `<run-id>.trec` when a ranking is given), each atomically. Returns the JSON path."""
+    folder = run_dir(results_dir, result.task, result.retriever)
+    path = folder / f"{result.run_id}.json"
+    if ranking is not None and doc_ids is not None:
+        write_trec_run(folder / f"{result.run_id}.trec", result.query_ids, ranking, doc_ids, result.retriever)
+    with atomic_open(path) as fh:
+        json.dump(result.to_dict(), fh, indent=1, sort_keys=False)
+        fh.write("\n")
+    return path
+
+
+def load_run(path: str | Path) -> RunResult:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BenchError(f"{p}: no such run file") from None
+    except json.JSONDecodeError as exc:
+        raise BenchError(f"{p}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(data, dict):
+        raise BenchError(f"{p}: a run file holds a JSON object")
+    return RunResult.from_dict(data, source=str(p))
+
+
+def find_runs(results_dir: str | Path, task: str | None = None, retriever: str | None = None) -> list[Path]:
+    """Run files under results_dir, optionally of one task and/or retriever, oldest first."""
+    root = Path(results_dir)
+    pattern = f"{_safe(task) if task else '*'}/{_safe(retriever) if retriever else '*'}/*.json"
+    return sorted(root.glob(pattern))
+
+
+def latest_runs(results_dir: str | Path, task: str) -> dict[str, RunResult]:
+    """The newest run of each retriever on a task (run ids start with a UTC timestamp, so names sort by time)."""
+    out: dict[str, RunResult] = {}
+    for path in find_runs(results_dir, task):
+        rec = load_run(path)
+        out[rec.retriever] = rec
+    return out
+
+
+def write_trec_run(path: str | Path, query_ids: list[str], ranking: np.ndarray, doc_ids: list[str], tag: str) -> None:
+    """TREC run format `qid Q0 docid rank score tag`; score = depth − rank, so every tool keeps our order."""
+    depth = ranking.shape[1]
+    with atomic_open(path) as fh:
+        for qid, row in zip(query_ids, ranking, strict=True):
+            for rank, doc in enumerate(row.tolist()):
+                if doc < 0:
+                    break
+                fh.write(f"{qid} Q0 {doc_ids[doc]} {rank + 1} {depth - rank} {tag}\n")

@@ -1,0 +1,1 @@
+"""Task plugins. Each module registers its tasks with @register_task and is listed as an entry point."""

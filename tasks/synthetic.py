@@ -1,0 +1,197 @@
+"""Synthetic vector tasks (DESIGN §3): each input x has m = 5 targets y_i = T_i(x), far apart by construction.
+
+Six settings: {linear, mlp} × {single, multi, ood}.
+- linear: T1 = I, T2 = Ma, T3 = Mb, T4 = −Ma, T5 = −Mb (Ma, Mb random rotations), so the targets' mean is 0 and
+  no single vector is close to all five.
+- mlp: T_i(x) = M_i · gelu(M_i · x) with Ma a random rotation, Mb and Mc rotations Frobenius-orthogonal to Ma and to
+  each other, Md = −Mb, Me = −Mc. Variant `negated` (default, as the reference generator does) also negates the
+  outputs of MLPs 4 and 5; variant `paper` (the paper's text) negates only the weights — then GeLU's asymmetry leaves
+  the targets of an input close together and a single query already solves the task.
+- inputs: single = N(0, I) for train and test; multi = train and test evenly from five distributions (N(0, I),
+  N(0, 4I), correlated Gaussian 0.5·AAᵀ + 0.1·I with A_ij ~ N(0, 1/d), uniform[−2, 2], Laplace(0, 1) + N(0, 0.1));
+  ood = train evenly from the first four, test from the fifth.
+- corpus: every target of train and test plus N(0, I) negatives, shuffled; similarity is cosine.
+
+Defaults are CPU-sized: d = 128, 4,000 train, 500 test, 77,500 negatives, so the corpus holds 100,000 vectors
+(22,500 targets). Generation is deterministic for a seed and cached on disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import erf
+
+from bench.cache import array_hash, load_or_build_arrays, stable_hash
+from bench.params import positive
+from bench.registry import register_task
+from bench.task import Corpus, Split, Targets, Task, TaskData
+
+GENERATOR_VERSION = 1
+M_TARGETS = 5
+TRANSFORMS = ("linear", "mlp")
+SETTINGS = ("single", "multi", "ood")
+DISTRIBUTIONS = ("normal", "normal-4", "correlated", "uniform", "laplace-noise")
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    d: int = 128
+    n_train: int = 4000
+    n_test: int = 500
+    n_negatives: int = 77_500
+    seed: int = 0
+    mlp_variant: str = "negated"
+
+    def __post_init__(self) -> None:
+        positive(self, d=self.d, n_train=self.n_train, n_test=self.n_test)
+        if self.n_negatives < 0:
+            raise ValueError(f"n_negatives must be ≥ 0, got {self.n_negatives}")
+        if self.mlp_variant not in ("negated", "paper"):
+            raise ValueError(f"mlp_variant must be 'negated' or 'paper', got {self.mlp_variant!r}")
+
+
+def random_rotation(rng: np.random.Generator, d: int) -> np.ndarray:
+    """A Haar-random orthogonal matrix (QR of a Gaussian matrix with the sign of R's diagonal fixed)."""
+    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    return q * np.sign(np.diag(r))
+
+
+def orthogonal_rotations(rng: np.random.Generator, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three orthogonal matrices Ma, Mb, Mc, pairwise orthogonal in the Frobenius inner product.
+
+    Mb = Ma·P·D1·Pᵀ and Mc = Ma·P·D2·Pᵀ with P a random rotation and D1, D2 diagonal ±1 patterns with
+    tr(D1) = tr(D2) = tr(D1·D2) = 0, so ⟨Ma, Mb⟩ = tr(D1) = 0, ⟨Ma, Mc⟩ = tr(D2) = 0, ⟨Mb, Mc⟩ = tr(D1·D2) = 0
+    (exactly when 4 divides d, to within 2/d otherwise).
+    """
+    ma = random_rotation(rng, d)
+    p = random_rotation(rng, d)
+    idx = np.arange(d)
+    d1 = np.where(idx % 4 < 2, 1.0, -1.0)
+    d2 = np.where(idx % 2 == 0, 1.0, -1.0)
+    mb = ma @ (p * d1) @ p.T
+    mc = ma @ (p * d2) @ p.T
+    return ma, mb, mc
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+
+
+def sample_inputs(rng: np.random.Generator, dist: str, n: int, d: int, mix_a: np.ndarray) -> np.ndarray:
+    if dist == "normal":
+        return rng.standard_normal((n, d))
+    if dist == "normal-4":
+        return 2.0 * rng.standard_normal((n, d))
+    if dist == "correlated":
+        cov = 0.5 * mix_a @ mix_a.T + 0.1 * np.eye(d)
+        return rng.standard_normal((n, d)) @ np.linalg.cholesky(cov).T
+    if dist == "uniform":
+        return rng.uniform(-2.0, 2.0, (n, d))
+    if dist == "laplace-noise":
+        return rng.laplace(0.0, 1.0, (n, d)) + rng.normal(0.0, np.sqrt(0.1), (n, d))
+    raise ValueError(dist)
+
+
+def sample_mixture(rng: np.random.Generator, dists: tuple[str, ...], n: int, d: int, mix_a: np.ndarray) -> np.ndarray:
+    """n inputs split as evenly as possible over `dists`, shuffled."""
+    counts = [n // len(dists) + (i < n % len(dists)) for i in range(len(dists))]
+    x = np.concatenate([sample_inputs(rng, dist, c, d, mix_a) for dist, c in zip(dists, counts, strict=True)])
+    return x[rng.permutation(n)]
+
+
+def transform(kind: str, x: np.ndarray, mats: list[np.ndarray], mlp_variant: str) -> np.ndarray:
+    """The five targets of each input: (n, 5, d)."""
+    if kind == "linear":
+        ident, ma, mb = mats
+        outs = [x @ ident.T, x @ ma.T, x @ mb.T, -(x @ ma.T), -(x @ mb.T)]
+    else:
+        ma, mb, mc = mats
+        outs = []
+        for i, m in enumerate([ma, mb, mc, -mb, -mc]):
+            y = gelu(x @ m.T) @ m.T
+            outs.append(-y if (i >= 3 and mlp_variant == "negated") else y)
+    return np.stack(outs, axis=1)
+
+
+def generate(kind: str, setting: str, p: SyntheticParams) -> dict[str, np.ndarray]:
+    """All arrays of one synthetic task; the same (kind, setting, params) gives identical arrays."""
+    rng = np.random.default_rng([p.seed, TRANSFORMS.index(kind), SETTINGS.index(setting)])
+    d = p.d
+    if kind == "linear":
+        mats = [np.eye(d), random_rotation(rng, d), random_rotation(rng, d)]
+    else:
+        mats = list(orthogonal_rotations(rng, d))
+    mix_a = rng.standard_normal((d, d)) / np.sqrt(d)
+    if setting == "single":
+        train_d, test_d = ("normal",), ("normal",)
+    elif setting == "multi":
+        train_d, test_d = DISTRIBUTIONS, DISTRIBUTIONS
+    else:
+        train_d, test_d = DISTRIBUTIONS[:4], DISTRIBUTIONS[4:]
+    x_train = sample_mixture(rng, train_d, p.n_train, d, mix_a)
+    x_test = sample_mixture(rng, test_d, p.n_test, d, mix_a)
+    y_train = transform(kind, x_train, mats, p.mlp_variant)
+    y_test = transform(kind, x_test, mats, p.mlp_variant)
+    negatives = rng.standard_normal((p.n_negatives, d))
+    docs = np.concatenate([y_train.reshape(-1, d), y_test.reshape(-1, d), negatives]).astype(np.float32)
+    perm = rng.permutation(len(docs))  # row perm[j] of `docs` goes to corpus row j
+    where = np.empty_like(perm)
+    where[perm] = np.arange(len(perm))
+    n_tr = p.n_train * M_TARGETS
+    return {
+        "corpus": docs[perm],
+        "train_x": x_train.astype(np.float32),
+        "test_x": x_test.astype(np.float32),
+        "train_targets": where[:n_tr].reshape(p.n_train, M_TARGETS),
+        "test_targets": where[n_tr : n_tr + p.n_test * M_TARGETS].reshape(p.n_test, M_TARGETS),
+    }
+
+
+def _targets(rows: np.ndarray) -> Targets:
+    n, m = rows.shape
+    return Targets(
+        np.repeat(np.arange(n, dtype=np.int64), m),
+        np.tile(np.arange(m, dtype=np.int64), n),
+        rows.reshape(-1).astype(np.int64),
+        np.full(n, m, dtype=np.int64),
+    )
+
+
+class SyntheticTask(Task):
+    """One of the six synthetic settings; `name` is synthetic-<transform>-<setting>."""
+
+    default_ks = (10, 100)
+
+    def __init__(self, params: SyntheticParams, name: str) -> None:
+        super().__init__(params, name)
+        _, self.kind, self.setting = name.split("-")
+
+    def load(self) -> TaskData:
+        p: SyntheticParams = self.params
+        key = stable_hash(["synthetic", GENERATOR_VERSION, self.kind, self.setting, p.__dict__])
+        arrays = load_or_build_arrays("synthetic", key, lambda: generate(self.kind, self.setting, p))
+        corpus = Corpus(ids=[f"d{i}" for i in range(len(arrays["corpus"]))], fingerprint=array_hash(arrays["corpus"]),
+                        vectors=arrays["corpus"])
+        splits = {
+            name: Split(name, [f"{name}-{i}" for i in range(len(arrays[f"{name}_x"]))],
+                        _targets(arrays[f"{name}_targets"]), vectors=arrays[f"{name}_x"])
+            for name in ("train", "test")
+        }
+        info = {
+            "transform": self.kind, "setting": self.setting, "generator_version": GENERATOR_VERSION,
+            "mlp_variant": p.mlp_variant if self.kind == "mlp" else None, "m": M_TARGETS,
+            "target_representatives": "one doc per cluster (each cluster is a single target vector)",
+        }
+        return TaskData(self.name, corpus, splits, modality="vector", info=info)
+
+
+for _kind in TRANSFORMS:
+    for _setting in SETTINGS:
+        register_task(
+            f"synthetic-{_kind}-{_setting}",
+            description=f"synthetic vectors, {_kind} transformations, {_setting} input distribution(s), m = 5",
+            kind="synthetic",
+            params=SyntheticParams,
+        )(SyntheticTask)
