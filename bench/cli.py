@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = get_app()(args=argv, standalone_mode=False)
     except BenchError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return _exit(2, argv)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: results are written atomically, so no partial file was left")
@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return _exit(exc.exit_code, argv)
+    if rv == 130:  # typer turns KeyboardInterrupt into exit code 130 without a word
+        err.print("[yellow]interrupted[/]: results are written atomically, so no partial file was left")
     return _exit(rv if isinstance(rv, int) else 0, argv)
 
 
@@ -61,5 +63,7 @@ def _exit(code: int, argv: list[str] | None) -> int:
     return code
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m bench.cli`: use the imported module, where the commands registered
+    from bench.cli import main as _main
+
+    _main()

@@ -7,7 +7,7 @@ index goes to the GPU when faiss was built with GPU support and a GPU is present
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import faiss
@@ -75,7 +75,8 @@ class FlatIndex:
 
     def vectors(self) -> np.ndarray:
         """The stored (normalised) document vectors: a read-only view into the index, not a copy."""
-        view = faiss.rev_swig_ptr(self.cpu_index.get_xb(), self.ntotal * self.dim).reshape(self.ntotal, self.dim)
+        xb = self.cpu_index.get_xb()  # type: ignore[attr-defined]
+        view = faiss.rev_swig_ptr(xb, self.ntotal * self.dim).reshape(self.ntotal, self.dim)
         view.flags.writeable = False
         return view
 
@@ -99,7 +100,9 @@ class FlatIndex:
             d, i = self.index.search(q[start:stop], depth)
             d, i = _order_ties(d, i)
             # A tie that runs past the margin could hide a lower row: redo those rows exactly.
-            crossing = np.flatnonzero(d[:, k_eff - 1] == d[:, depth - 1]) if depth < self.ntotal else []
+            crossing: Sequence[int] = (
+                np.flatnonzero(d[:, k_eff - 1] == d[:, depth - 1]).tolist() if depth < self.ntotal else []
+            )
             for r in crossing:
                 d[r, :k_eff], i[r, :k_eff] = self._exact_row(q[start + r], k_eff)
             scores[start:stop, :k_eff] = d[:, :k_eff]

@@ -32,11 +32,12 @@ def _convert(owner: str, field: dataclasses.Field[Any], raw: str, hint: Any) -> 
             inner = typing.get_args(hint)[0] if typing.get_args(hint) else str
             return tuple(inner(x) for x in raw.split(",") if x)
     except ValueError:
-        raise BenchError(f"{owner}: parameter {field.name}={raw!r} is not a valid {getattr(hint, '__name__', hint)}")
+        type_name = getattr(hint, "__name__", hint)
+        raise BenchError(f"{owner}: parameter {field.name}={raw!r} is not a valid {type_name}") from None
     return raw
 
 
-def parse_params(cls: type, owner: str, pairs: Sequence[str] | Mapping[str, Any] = ()) -> Any:
+def parse_params(cls: type | None, owner: str, pairs: Sequence[str] | Mapping[str, Any] = ()) -> Any:
     """Build the params dataclass `cls` from `key=value` strings (CLI) or a mapping (config files, stored runs)."""
     if cls is None:
         if pairs:

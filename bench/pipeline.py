@@ -12,6 +12,7 @@ import numpy as np
 from rich.console import Console
 
 from bench.cache import stable_hash
+from bench.diversity import RECORD_KEY, run_record
 from bench.errors import BenchError
 from bench.fusion import round_robin_merge
 from bench.index import FlatIndex, l2_normalise
@@ -82,7 +83,9 @@ class Session:
         return emb, index, space
 
 
-def search_and_merge(index: FlatIndex, query_vectors: np.ndarray, depth: int, console: Console | None = None) -> np.ndarray:
+def search_and_merge(
+    index: FlatIndex, query_vectors: np.ndarray, depth: int, console: Console | None = None
+) -> np.ndarray:
     """Search each of the m vectors of every query to `depth`, merge the m lists round-robin: (n, depth) rows."""
     if query_vectors.ndim != 3:
         raise BenchError(f"query vectors must be (n_queries, m, d), got shape {query_vectors.shape}")
@@ -147,11 +150,15 @@ def run(
     t = time.perf_counter()
     per_query = {str(m): m.compute(ranking, test.targets) for m in metrics}
     timings["metrics"] = time.perf_counter() - t
+    t = time.perf_counter()
+    # Per-query target diversity in this run's document space (bench/diversity.py): `bench compare` bins by it.
+    ctx.extra.setdefault(RECORD_KEY, run_record(test.targets, emb, space))
+    timings["target_diversity"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
 
     task_meta, _ = TASKS.get(task_name)
     retr_meta, _ = RETRIEVERS.get(retriever_name)
-    config = {
+    config: dict[str, Any] = {
         "task": task_name, "task_params": params_dict(task.params), "retriever": retriever_name,
         "retriever_params": params_dict(retriever.params), "metrics": [str(m) for m in metrics], "seed": seed,
         "split": split,

@@ -84,7 +84,7 @@ class Registry:
     def get(self, name: str) -> tuple[PluginMeta, str | None]:
         """The plugin for `name`, and the spec after a prefix (`st:foo` → `foo`), else None."""
         items = self.all()
-        if name in items:
+        if name in items and not name.endswith(":"):
             return items[name], None
         if ":" in name:
             prefix, spec = name.split(":", 1)

@@ -65,7 +65,8 @@ class Targets:
     def representatives(self) -> list[np.ndarray]:
         """One representative doc per cluster (its first gold doc), per query."""
         reps = [np.full(int(m), -1, dtype=np.int64) for m in self.n_clusters]
-        for q, c, d in zip(self.query[::-1].tolist(), self.cluster[::-1].tolist(), self.doc[::-1].tolist(), strict=True):
+        rev = zip(self.query[::-1].tolist(), self.cluster[::-1].tolist(), self.doc[::-1].tolist(), strict=True)
+        for q, c, d in rev:
             reps[q][c] = d  # iterating backwards leaves the first listed doc
         return reps
 

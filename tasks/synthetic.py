@@ -25,6 +25,7 @@ from scipy.special import erf
 
 from bench.cache import array_hash, load_or_build_arrays, stable_hash
 from bench.params import positive
+from bench.progress import STDERR
 from bench.registry import register_task
 from bench.task import Corpus, Split, Targets, Task, TaskData
 
@@ -124,6 +125,8 @@ def generate(kind: str, setting: str, p: SyntheticParams) -> dict[str, np.ndarra
     else:
         mats = list(orthogonal_rotations(rng, d))
     mix_a = rng.standard_normal((d, d)) / np.sqrt(d)
+    train_d: tuple[str, ...]
+    test_d: tuple[str, ...]
     if setting == "single":
         train_d, test_d = ("normal",), ("normal",)
     elif setting == "multi":
@@ -171,7 +174,11 @@ class SyntheticTask(Task):
     def load(self) -> TaskData:
         p: SyntheticParams = self.params
         key = stable_hash(["synthetic", GENERATOR_VERSION, self.kind, self.setting, p.__dict__])
-        arrays = load_or_build_arrays("synthetic", key, lambda: generate(self.kind, self.setting, p))
+        def build() -> dict[str, np.ndarray]:
+            with STDERR.status(f"generating {self.name} (d={p.d}, {p.n_train}+{p.n_test} queries)"):
+                return generate(self.kind, self.setting, p)
+
+        arrays = load_or_build_arrays("synthetic", key, build)
         corpus = Corpus(ids=[f"d{i}" for i in range(len(arrays["corpus"]))], fingerprint=array_hash(arrays["corpus"]),
                         vectors=arrays["corpus"])
         splits = {

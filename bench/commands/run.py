@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -17,7 +17,7 @@ from bench.registry import RETRIEVERS, TASKS
 out = Console()
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     tasks = "tasks"
     retrievers = "retrievers"
 
@@ -72,7 +72,8 @@ def run_cmd(
         table.add_column(n, justify="right")
     table.add_column("time (s)", justify="right")
     for result, _ in rows:
-        table.add_row(result.retriever, *(f"{result.summary[n]:.4f}" for n in names), f"{result.timings['total']:.1f}")
+        cells = [f"{result.summary[n]:.4f}" for n in names]
+        table.add_row(result.retriever, *cells, f"{result.timings['total']:.1f}")
     out.print(table)
     for result, path in rows:
         out.print(f"[dim]{result.retriever}: {path}[/]", highlight=False)

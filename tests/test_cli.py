@@ -1,0 +1,100 @@
+"""The command line: a results table, one clear error line for bad input, and SIGINT leaves no partial file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.atomic import atomic_open
+from bench.cli import main
+
+SMALL = ["-t", "d=16", "-t", "n_train=30", "-t", "n_test=20", "-t", "n_negatives=500"]
+
+
+def test_run_prints_a_table_and_writes_results(tmp_path, capsys) -> None:
+    code = main(["run", "--task", "synthetic-linear-single", "--retriever", "oracle,input", "--k", "10,100",
+                 "--results-dir", str(tmp_path), *SMALL])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "MRECALL@10" in out and "oracle" in out and "input" in out
+    files = sorted(tmp_path.glob("synthetic-linear-single/*/*.json"))
+    assert [f.parent.name for f in files] == ["input", "oracle"]
+    assert json.loads(files[1].read_text())["summary"]["MRECALL@10"] == 1.0
+
+
+def test_list(capsys) -> None:
+    assert main(["list", "tasks"]) == 0
+    assert "synthetic-mlp-ood" in capsys.readouterr().out
+    assert main(["list", "retrievers"]) == 0
+    assert "oracle" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task", "synthetic-linar-single", "--retriever", "oracle"],
+         "unknown task 'synthetic-linar-single'; did you mean synthetic-linear-single"),
+        (["--task", "synthetic-linear-single", "--retriever", "orcle"], "did you mean oracle"),
+        (["--task", "synthetic-linear-single", "--retriever", "oracle", "--k", "0"], "k must be > 0"),
+        (["--task", "synthetic-linear-single", "--retriever", "oracle", "--k", "10,-5"], "k must be > 0"),
+        (["--task", "synthetic-linear-single", "--retriever", "oracle", "-t", "d=0"], "d must be > 0"),
+        (["--task", "synthetic-linear-single", "--retriever", "oracle", "-t", "dim=3"], "unknown parameter 'dim'"),
+    ],
+)
+def test_bad_input_is_one_error_line(args: list[str], message: str, tmp_path, capsys) -> None:
+    code = main(["run", *args, "--results-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in " ".join(err.split())
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_error_from_the_installed_command_has_no_traceback(tmp_path) -> None:
+    res = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--task", "nope", "--retriever", "oracle",
+                          "--results-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert "error: unknown task 'nope'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_interrupted_write_leaves_nothing(tmp_path) -> None:
+    target = tmp_path / "r.json"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_open(target) as fh:
+            fh.write('{"half": ')
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as fh:
+            fh.write("new but broken")
+            raise RuntimeError
+    assert target.read_text() == "old" and len(list(tmp_path.iterdir())) == 1
+
+
+@pytest.mark.slow
+def test_sigint_mid_run_leaves_no_results_file(tmp_path) -> None:
+    """A run big enough to take several seconds, interrupted with SIGINT while it works."""
+    results = tmp_path / "results"
+    env = {**os.environ, "BENCH_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", "--task", "synthetic-linear-single", "--retriever", "oracle,input",
+         "--results-dir", str(results), "-t", "d=64", "-t", "n_negatives=1500000"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(4.0)
+    assert proc.poll() is None, "finished before the interrupt: " + proc.communicate()[1][-2000:]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    leftovers = [p for p in Path(tmp_path).rglob("*") if p.is_file() and (p.suffix in (".json", ".trec", ".tmp"))]
+    assert leftovers == []
