@@ -9,6 +9,7 @@ import sys
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from bench.errors import BenchError
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = get_app()(args=argv, standalone_mode=False)
     except BenchError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return _exit(2, argv)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: results are written atomically, so no partial file was left")

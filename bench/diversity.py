@@ -84,7 +84,7 @@ def target_rows(targets: Targets, mode: str = DEFAULT_TARGET_MODE) -> list[np.nd
 
 
 def _pair_sims(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For g stacked sets of s vectors (g, s, d): cosine similarity and Euclidean distance of every pair, (g, C(s,2))."""
+    """For g stacked sets of s vectors (g, s, d): cosine similarity and Euclidean distance of each pair: (g, C(s,2))."""
     v = vectors.astype(np.float64)
     norms = np.linalg.norm(v, axis=2)
     gram = np.einsum("gsd,gtd->gst", v, v)

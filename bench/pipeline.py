@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,9 +72,12 @@ class Session:
             space = encoder.cache_key
         key = stable_hash([data.corpus.fingerprint, space])
         if key not in self._indexes:
-            def embeddings() -> np.ndarray:
+            def embeddings() -> np.ndarray | Iterator[np.ndarray]:
                 if encoder is None:
                     return l2_normalise(data.corpus.vectors)  # type: ignore[arg-type]
+                shards = getattr(encoder, "encode_corpus_shards", None)
+                if shards is not None:  # streaming encoders: the index is built shard by shard, one copy in memory
+                    return shards(data.corpus)
                 return l2_normalise(encoder.encode_corpus(data.corpus))
 
             index = FlatIndex.cached(key, embeddings, device=self.device)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,12 @@ def latest_runs(results_dir: str | Path, task: str) -> dict[str, RunResult]:
     return out
 
 
+def trec_id(identifier: str) -> str:
+    """An id safe for the whitespace-separated TREC formats: whitespace and '%' percent-encoded (LIMIT's doc ids are
+    people's names), every other character kept, so ids without whitespace are written unchanged."""
+    return urllib.parse.quote(identifier, safe="".join(chr(c) for c in range(33, 127) if chr(c) != "%"))
+
+
 def write_trec_run(path: str | Path, query_ids: list[str], ranking: np.ndarray, doc_ids: list[str], tag: str) -> None:
     """TREC run format `qid Q0 docid rank score tag`; score = depth − rank, so every tool keeps our order."""
     depth = ranking.shape[1]
@@ -131,4 +138,18 @@ def write_trec_run(path: str | Path, query_ids: list[str], ranking: np.ndarray, 
             for rank, doc in enumerate(row.tolist()):
                 if doc < 0:
                     break
-                fh.write(f"{qid} Q0 {doc_ids[doc]} {rank + 1} {depth - rank} {tag}\n")
+                fh.write(f"{trec_id(qid)} Q0 {trec_id(doc_ids[doc])} {rank + 1} {depth - rank} {trec_id(tag)}\n")
+
+
+def write_trec_qrels(path: str | Path, query_ids: list[str], targets: Any, doc_ids: list[str]) -> None:
+    """TREC qrels `qid 0 docid 1`: every gold document of every answer cluster of a query, once, relevance 1.
+
+    Qrels have no notion of answer clusters, so document Recall@k from a TREC tool equals our cluster Recall@k only
+    when each cluster has exactly one gold document (as in the synthetic tasks). `targets` is a bench.task.Targets.
+    """
+    width = int(targets.doc.max(initial=0)) + 1
+    keys = np.unique(np.asarray(targets.query, dtype=np.int64) * width + np.asarray(targets.doc, dtype=np.int64))
+    with atomic_open(path) as fh:
+        for key in keys.tolist():
+            q, d = divmod(key, width)
+            fh.write(f"{trec_id(query_ids[q])} 0 {trec_id(doc_ids[d])} 1\n")

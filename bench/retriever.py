@@ -17,7 +17,10 @@ from bench.task import Corpus, Split, TaskData
 
 
 class DocumentEncoder(Protocol):
-    """Embeds a text corpus. `cache_key` names the embedding space: model id + revision/weights hash + prompt."""
+    """Embeds a text corpus. `cache_key` names the embedding space: model id + revision/weights hash + prompt.
+
+    An encoder may also offer `encode_corpus_shards(corpus) -> Iterator[np.ndarray]` (row blocks in corpus order):
+    the pipeline then builds the index block by block (bench.encode.CorpusEncoder: sharded, cached, resumable)."""
 
     cache_key: str
 

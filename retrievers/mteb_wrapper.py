@@ -1,1 +1,197 @@
-"""(in progress)"""
+"""`mteb:<model-name>`: any model in mteb's registry, loaded by mteb's own loader with its published prompts.
+
+mteb is an optional extra (`pip install 'multitarget-bench[mteb]'`, about 125 MB of wheels, 530 MB installed:
+pyarrow, polars, pandas, datasets). The registry's metadata (revision, loader, similarity, instructions) is part of
+the mteb package and works offline; loading weights fetches them from the Hugging Face hub unless `-r
+model_path=FOLDER` points at local files (the loader is then called on that folder with the registry's settings).
+
+mteb chooses prompts per task: a query of the harness is encoded as a query of the mteb task named by
+`-r mteb_task=` (default `NQ`: "Given a question, retrieve Wikipedia passages that answer the question", the closest
+mteb task to the harness's question-answering tasks), documents as that task's documents. Models whose registry
+entry needs remote code load only with `-r trust_remote_code=true`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bench.cache import stable_hash
+from bench.encode import DEFAULT_SHARD_SIZE, CorpusEncoder, resolve_model, select_device
+from bench.errors import BenchError
+from bench.params import positive
+from bench.progress import STDERR, make_progress
+from bench.registry import register_retriever
+from bench.retriever import Retriever, RunContext
+from bench.task import Split, TaskData
+
+WRAPPER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MtebParams:
+    model_path: str | None = None  # local weights for the registry entry (default: download from the hub)
+    mteb_task: str = "NQ"  # the mteb task whose query/document prompts are used
+    trust_remote_code: bool = False
+    device: str = "auto"
+    batch_size: int = 32
+    shard_size: int = DEFAULT_SHARD_SIZE
+
+    def __post_init__(self) -> None:
+        positive(self, batch_size=self.batch_size, shard_size=self.shard_size)
+
+
+def import_mteb() -> Any:
+    try:
+        import mteb
+    except ImportError:
+        raise BenchError(
+            "mteb:<model> retrievers need the optional mteb package: pip install 'mteb>=2.26,<3' (the project's "
+            "`mteb` extra)"
+        ) from None
+    return mteb
+
+
+@register_retriever(
+    "mteb:",
+    description="any model in mteb's registry, loaded by mteb with its published prompts: mteb:<model-name> "
+                "(optional extra `mteb`)",
+    kind="dense",
+    params=MtebParams,
+)
+class MtebRetriever(Retriever):
+    """One mteb-registered model for documents and queries; one query vector per query."""
+
+    def __init__(self, params: MtebParams | None, name: str, spec: str | None = None) -> None:
+        params = params or MtebParams()
+        super().__init__(params, name, spec)
+        if not spec:
+            raise BenchError("give the model after the prefix: mteb:<model-name>, e.g. "
+                             "mteb:facebook/contriever-msmarco")
+        self.mteb = import_mteb()
+        try:
+            self.meta = self.mteb.get_model_meta(spec)
+        except Exception as exc:
+            raise BenchError(f"mteb has no model {spec!r}: {exc}") from None
+        if self.meta.loader is None:
+            raise BenchError(f"mteb knows {spec!r} but has no loader for it (results only)")
+        self.loader_kwargs = dict(self.meta.loader_kwargs or {})
+        if self.loader_kwargs.get("trust_remote_code") and not params.trust_remote_code:
+            raise BenchError(f"mteb loads {spec!r} with its own Python code; allow it with -r trust_remote_code=true")
+        try:
+            self.task_meta = self.mteb.get_task(params.mteb_task).metadata
+        except Exception as exc:
+            raise BenchError(f"mteb has no task {params.mteb_task!r} (-r mteb_task=): {exc}") from None
+        self.source = resolve_model(params.model_path, model_id=self.meta.name) if params.model_path else None
+        self.device = select_device(params.device)
+        self._model: Any = None
+
+    # ---------------------------------------------------------------- identity
+
+    def space(self) -> str:
+        settings = {
+            "encoder": f"mteb/{WRAPPER_VERSION}", "mteb": getattr(self.mteb, "__version__", "?"),
+            "model": self.meta.name, "revision": self.meta.revision,
+            "weights": self.source.identity if self.source else None, "task": self.params.mteb_task,
+            "loader": _loader_name(self.meta.loader),
+            "loader_kwargs": {k: repr(v) for k, v in sorted(self.loader_kwargs.items())},
+            "document_format": "title text",
+        }
+        return f"mteb:{self.meta.name}@{stable_hash(settings)}"
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "model_id": self.meta.name, "revision": self.meta.revision, "mteb_version": self.mteb.__version__,
+            "mteb_task": self.params.mteb_task, "loader": _loader_name(self.meta.loader),
+            "similarity": str(getattr(self.meta.similarity_fn_name, "value", self.meta.similarity_fn_name)),
+            "harness_similarity": "cosine", "device": self.device,
+            **({"model_path": str(self.source.path), "weights_sha256": self.source.weights_sha256,
+                "weights_revision": self.source.revision} if self.source else {}),
+        }
+
+    # ---------------------------------------------------------------- model
+
+    def model(self) -> Any:
+        if self._model is None:
+            kwargs = {k: v for k, v in self.loader_kwargs.items() if k != "trust_remote_code"}
+            if "trust_remote_code" in self.loader_kwargs:
+                kwargs["trust_remote_code"] = self.params.trust_remote_code
+            try:
+                if self.source is None:
+                    self._model = self.meta.load_model(device=self.device)
+                else:
+                    self._model = self.meta.loader(str(self.source.path), revision=None, device=self.device, **kwargs)
+                    self._model.mteb_model_meta = self.meta
+            except Exception as exc:
+                raise BenchError(f"mteb could not load {self.meta.name}: {exc}") from None
+        return self._model
+
+    def encode(self, texts: list[str], prompt_type: str, advance: Any = None) -> np.ndarray:
+        from mteb.types import PromptType
+        from torch.utils.data import DataLoader
+
+        model = self.model()
+        loader: Any = DataLoader(_Texts(texts), batch_size=self.params.batch_size)  # type: ignore[arg-type]
+        inner = getattr(model, "model", None)
+        handle = None
+        if advance is not None and inner is not None and hasattr(inner, "register_forward_hook"):
+            def hook(_m: Any, _a: Any, out: Any) -> None:
+                emb = out.get("sentence_embedding") if hasattr(out, "get") else None  # a dict or BatchEncoding
+                if emb is not None:
+                    advance(int(emb.shape[0]))
+
+            handle = inner.register_forward_hook(hook)
+        try:
+            emb = model.encode(loader, task_metadata=self.task_meta, hf_split="test", hf_subset="default",
+                               prompt_type=PromptType(prompt_type), batch_size=self.params.batch_size,
+                               show_progress_bar=False)
+        finally:
+            if handle is not None:
+                handle.remove()
+        if hasattr(emb, "detach"):
+            emb = emb.detach().cpu().float().numpy()
+        return np.asarray(emb, dtype=np.float32)
+
+    def document_encoder(self, task: TaskData) -> CorpusEncoder:
+        if task.modality != "text":
+            raise BenchError(f"retriever {self.name!r} embeds text; task {task.name!r} is a {task.modality} task")
+        return CorpusEncoder(self.space(), lambda texts, advance: self.encode(texts, "document", advance),
+                             shard_size=self.params.shard_size,
+                             describe={"model_id": self.meta.name, "mteb_task": self.params.mteb_task})
+
+    def encode_queries(self, split: Split, ctx: RunContext) -> np.ndarray:
+        if split.texts is None:
+            raise BenchError(f"retriever {self.name!r} needs query texts; task {ctx.task.name!r} has none")
+        with make_progress(ctx.console or STDERR) as progress:
+            bar = progress.add_task("encode queries", total=len(split.texts), status=self.meta.name)
+            q = self.encode(list(split.texts), "query", lambda n: progress.advance(bar, n))
+        if q.shape[1] != ctx.index.dim:
+            raise BenchError(f"{ctx.index.path or 'the corpus index'}: field 'dim': the index holds "
+                             f"{ctx.index.dim}-dim vectors, but {self.meta.name} embeds queries in {q.shape[1]} "
+                             f"dimensions; remove the stale index with `bench cache clear indexes`")
+        return q[:, None, :]
+
+
+class _Texts:
+    """The texts as the map-style dataset mteb's encoders read (`batch["text"]`, `dataset.features`).
+
+    A plain class rather than a `datasets.Dataset`: building one fingerprints it with dill, which fails with
+    datasets 5.2 + pyarrow 26 + dill 0.4.1 (PicklingError on pyarrow's MonthDayNano), and nothing here needs it.
+    """
+
+    features = {"text": "string"}
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i: int) -> dict[str, str]:
+        return {"text": self.texts[i]}
+
+
+def _loader_name(loader: Any) -> str:
+    return f"{getattr(loader, '__module__', '')}.{getattr(loader, '__qualname__', repr(loader))}"

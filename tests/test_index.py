@@ -73,3 +73,14 @@ def test_cached_index_reloads_identically(tmp_path, monkeypatch) -> None:
     np.testing.assert_array_equal(a.vectors(), b.vectors())
     q = rng.standard_normal((5, 8)).astype(np.float32)
     np.testing.assert_array_equal(a.search(q, 10)[1], b.search(q, 10)[1])
+
+
+def test_vectors_view_outlives_the_index_object() -> None:
+    import gc
+
+    docs = np.random.default_rng(3).standard_normal((1000, 16)).astype(np.float32)
+    view = FlatIndex.from_embeddings(docs, device="cpu").vectors()
+    gc.collect()
+    _ = [np.ones(16_000) for _ in range(50)]  # reuse freed memory, were the index gone
+    np.testing.assert_allclose(view, docs / np.linalg.norm(docs, axis=1, keepdims=True), rtol=1e-5)
+    assert not view.flags.writeable

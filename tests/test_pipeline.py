@@ -84,3 +84,13 @@ def test_results_load_forward_and_backward(tmp_path) -> None:
     path.write_text(json.dumps({"run_id": "x"}))
     with pytest.raises(BenchError, match="missing field"):
         load_run(path)
+
+
+def test_trec_ids_with_spaces_are_encoded(tmp_path) -> None:
+    from bench.results import trec_id, write_trec_run
+
+    assert trec_id("d12") == "d12" and trec_id("Ada Lovelace") == "Ada%20Lovelace" and trec_id("50%") == "50%25"
+    write_trec_run(tmp_path / "r.trec", ["q 1"], np.array([[1, 0]]), ["Alan Turing", "Grace\tHopper"], "my run")
+    lines = (tmp_path / "r.trec").read_text().splitlines()
+    assert lines == ["q%201 Q0 Grace%09Hopper 1 2 my%20run", "q%201 Q0 Alan%20Turing 2 1 my%20run"]
+    assert all(len(line.split()) == 6 for line in lines)

@@ -48,6 +48,9 @@ def run_cmd(
     seed: int = typer.Option(0, help="seed for everything the retriever samples"),
     split: str = typer.Option("test", help="the split to evaluate"),
     retrain: bool = typer.Option(False, "--retrain", help="train again even when a matching checkpoint exists"),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="let models run their repository's code (stella, inf-retriever, nv-embed)"
+    ),
     device: str = typer.Option("auto", help="auto (CUDA when present), cuda or cpu"),
     results_dir: Path = typer.Option(Path("results"), help="where run files are written"),
 ) -> None:
@@ -62,7 +65,10 @@ def run_cmd(
     session = Session(device=device)
     rows = []
     for name in [r.strip() for r in retriever.split(",") if r.strip()]:
-        result, path = run(task, name, ks, task_param or [], retriever_param or [], seed=seed, split=split,
+        r_params = list(retriever_param or [])
+        if trust_remote_code and _has_param(name, "trust_remote_code"):
+            r_params.append("trust_remote_code=true")
+        result, path = run(task, name, ks, task_param or [], r_params, seed=seed, split=split,
                            retrain=retrain, results_dir=results_dir, session=session, metrics=metrics)
         rows.append((result, path))
     names = list(rows[0][0].summary)
@@ -77,3 +83,8 @@ def run_cmd(
     out.print(table)
     for result, path in rows:
         out.print(f"[dim]{result.retriever}: {path}[/]", highlight=False)
+
+
+def _has_param(retriever: str, param: str) -> bool:
+    meta, _ = RETRIEVERS.get(retriever)
+    return param in meta.param_defaults()

@@ -1,0 +1,74 @@
+"""Matched InfoNCE: the AMER training loss (and, with one prediction and one target, Single-Query's InfoNCE)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+
+def matched_infonce(
+    preds: torch.Tensor,
+    positives: torch.Tensor,
+    negatives: torch.Tensor,
+    tau: float,
+    target_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """InfoNCE over in-batch candidates, with each example's predictions matched to its unordered targets.
+
+    Shapes: `preds` (B, M, d), `positives` and `negatives` (B, T, d) (one negative per positive), all
+    L2-normalised; `target_mask` (B, T) marks real targets (default: all). The candidate set C is every real
+    positive and negative of the batch (2·ΣT_b vectors). For prediction i and target j of example b
+
+        ℓ_b(i, j) = −log [ exp(q_bi·y_bj / τ) / Σ_{c∈C} exp(q_bi·c / τ) ]
+
+    and the loss is
+
+        L = (1 / Σ_b T_b) · Σ_b min_π Σ_{j} ℓ_b(π(j), j)
+
+    over injective maps π from the T_b targets to the M predictions (M ≥ T_b; unmatched predictions add
+    nothing). The minimising π is found per example with the Hungarian algorithm
+    (`scipy.optimize.linear_sum_assignment`) on the detached T_b × M matrix; gradients flow through the matched
+    terms only. With M = T = 1 this is plain InfoNCE.
+
+    Returns the loss and the assignment: (B, M) int array giving each prediction's target index, −1 if unmatched.
+    """
+    b, m, d = preds.shape
+    t = positives.shape[1]
+    if positives.shape != negatives.shape or positives.shape[0] != b or positives.shape[2] != d:
+        raise ValueError(f"shapes do not match: preds {tuple(preds.shape)}, positives {tuple(positives.shape)}, "
+                         f"negatives {tuple(negatives.shape)}")
+    if target_mask is None:
+        target_mask = torch.ones(b, t, dtype=torch.bool, device=preds.device)
+    counts = target_mask.sum(dim=1).tolist()
+    if max(counts) > m:
+        raise ValueError(f"an example has {max(counts)} targets but only {m} predictions")
+    if min(counts) < 1:
+        raise ValueError("every example needs at least one target")
+    candidates = torch.cat([positives.reshape(b * t, d), negatives.reshape(b * t, d)]).to(preds.dtype)
+    valid = torch.cat([target_mask.reshape(-1), target_mask.reshape(-1)])
+    logits = preds.reshape(b * m, d) @ candidates.T / tau
+    logits = logits.masked_fill(~valid[None, :], float("-inf"))
+    logp = torch.log_softmax(logits, dim=-1)
+    # Own-target block: cost[b, i, j] = −log p(target j of example b | prediction i of example b).
+    own = logp[:, : b * t].reshape(b, m, b, t)
+    idx = torch.arange(b, device=preds.device)
+    cost = -own[idx, :, idx, :]  # (B, M, T)
+    cost_np = cost.detach().float().cpu().numpy()
+    mask_np = target_mask.cpu().numpy()
+    assignment = np.full((b, m), -1, dtype=np.int64)
+    rows_b: list[np.ndarray] = []
+    rows_i: list[np.ndarray] = []
+    rows_j: list[np.ndarray] = []
+    for e in range(b):
+        cols = np.flatnonzero(mask_np[e])
+        pred_idx, tgt_pos = linear_sum_assignment(cost_np[e][:, cols])
+        assignment[e, pred_idx] = cols[tgt_pos]
+        rows_b.append(np.full(len(pred_idx), e))
+        rows_i.append(pred_idx)
+        rows_j.append(cols[tgt_pos])
+    sel_b = torch.as_tensor(np.concatenate(rows_b), device=preds.device)
+    sel_i = torch.as_tensor(np.concatenate(rows_i), device=preds.device)
+    sel_j = torch.as_tensor(np.concatenate(rows_j), device=preds.device)
+    loss = cost[sel_b, sel_i, sel_j].sum() / len(sel_b)
+    return loss, assignment

@@ -1,0 +1,45 @@
+"""`bench train` and `bench repro synthetic` on a tiny task (20 training steps)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.cache import cache_root
+from bench.cli import main
+
+TINY = ["-t", "d=16", "-t", "n_train=120", "-t", "n_test=20", "-t", "n_negatives=200"]
+QUICK = ["-r", "width=32", "-r", "layers=1", "-r", "heads=2", "-r", "batch_size=32", "-r", "steps=20",
+         "-r", "eval_every=10"]
+
+
+def test_train_stores_a_checkpoint_that_a_second_call_reuses(capsys) -> None:
+    args = ["train", "--retriever", "amer", "--task", "synthetic-mlp-multi", *TINY, *QUICK, "--device", "cpu"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "yes" in first
+    stored = sorted((cache_root() / "checkpoints").glob("amer-*.safetensors"))
+    assert stored
+    assert main(args) == 0
+    assert "no (matching checkpoint found" in capsys.readouterr().out
+    assert sorted((cache_root() / "checkpoints").glob("amer-*.safetensors")) == stored
+
+
+def test_train_refuses_untrained_retrievers_and_bad_params(capsys) -> None:
+    assert main(["train", "--retriever", "oracle", "--task", "synthetic-linear-single", *TINY]) == 2
+    assert "not trained" in capsys.readouterr().err
+    assert main(["train", "--retriever", "amer", "--task", "synthetic-linear-single", *TINY,
+                 "-r", "sampling=never"]) == 2
+    assert "sampling" in capsys.readouterr().err
+
+
+def test_repro_writes_the_markdown_table(tmp_path: Path, capsys) -> None:
+    code = main(["repro", "synthetic", "--settings", "synthetic-linear-ood", *TINY, *QUICK,
+                 "--results-dir", str(tmp_path), "--device", "cpu"])
+    assert code == 0
+    table = (tmp_path / "repro-synthetic.md").read_text(encoding="utf-8")
+    assert "| synthetic-linear-ood |" in table
+    assert "Claim (AMER MRECALL@10 ≥ 0.95" in table
+    assert len(list((tmp_path / "synthetic-linear-ood").glob("*/*.json"))) == 2
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert main(["repro", "synthetic", "--settings", "synthetic-nope"]) == 2
+    assert "unknown synthetic setting" in capsys.readouterr().err

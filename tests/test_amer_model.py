@@ -1,0 +1,64 @@
+"""The query encoder's backbone seam: random configs, a pretrained LM from disk, left-padded multi-token prefixes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench.errors import BenchError
+from bench.models import BackboneConfig, QueryEncoder, build_backbone, count_parameters, token_embeddings
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_random_backbone_follows_its_config(arch: str) -> None:
+    torch.manual_seed(0)
+    bb = build_backbone(BackboneConfig(arch=arch, width=32, layers=2, heads=4, ffn=48))
+    assert bb.config.hidden_size == 32 and bb.config.num_hidden_layers == 2 and bb.config.intermediate_size == 48
+    torch.manual_seed(0)
+    again = build_backbone(BackboneConfig(arch=arch, width=32, layers=2, heads=4, ffn=48))
+    assert all(torch.equal(a, b) for a, b in zip(bb.state_dict().values(), again.state_dict().values(), strict=True))
+
+
+def test_default_encoder_size_matches_the_cpu_prototype_scale() -> None:
+    torch.manual_seed(0)
+    model = QueryEncoder(BackboneConfig(), d_query=128, d_doc=128, input_scale=128**-0.5)
+    assert 0.3e6 < count_parameters(model) < 0.5e6  # the prototype had 0.43M
+
+
+def test_pretrained_backbone_loads_from_a_folder(tmp_path) -> None:
+    """A later issue plugs a pretrained causal LM by path: the same weights come back, offline."""
+    torch.manual_seed(1)
+    source = build_backbone(BackboneConfig(width=16, layers=1, heads=2))
+    source.save_pretrained(tmp_path / "lm")
+    model = QueryEncoder(BackboneConfig(pretrained=str(tmp_path / "lm")), d_query=4, d_doc=8, input_scale=1.0)
+    loaded = model.backbone.state_dict()
+    assert all(torch.equal(v, loaded[k]) for k, v in source.state_dict().items())
+    assert isinstance(token_embeddings(model.backbone), torch.nn.Embedding)
+    with pytest.raises(BenchError, match="offline"):
+        build_backbone(BackboneConfig(pretrained=str(tmp_path / "missing")))
+
+
+@torch.no_grad()
+def test_left_padded_prefix_gives_the_same_vectors_as_the_unpadded_one() -> None:
+    """Text prefixes (token embeddings) of different lengths share a batch by left padding plus a mask."""
+    torch.manual_seed(2)
+    model = QueryEncoder(BackboneConfig(width=16, layers=2, heads=2), d_query=4, d_doc=8, input_scale=1.0).eval()
+    long = torch.randn(1, 3, 16)
+    short = torch.randn(1, 2, 16)
+    padded = torch.cat([torch.zeros(1, 1, 16), short], dim=1)
+    batch = torch.cat([long, padded])
+    mask = torch.tensor([[1, 1, 1], [0, 1, 1]])
+    together = model.rollout(batch, 3, prefix_mask=mask)
+    torch.testing.assert_close(together[0], model.rollout(long, 3)[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(together[1], model.rollout(short, 3)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_config_roundtrip_rebuilds_the_same_module() -> None:
+    torch.manual_seed(3)
+    model = QueryEncoder(BackboneConfig(width=16, layers=1, heads=2), d_query=4, d_doc=8, input_scale=0.5)
+    clone = QueryEncoder.from_config(model.config())
+    clone.load_state_dict(model.state_dict())
+    x = torch.randn(3, 4)
+    assert torch.equal(model.eval().generate(x, 4), clone.eval().generate(x, 4))
+    assert torch.allclose(F.normalize(model.generate(x, 4), dim=-1), model.generate(x, 4))

@@ -1,0 +1,134 @@
+"""The regression gate: the expected-scores file format, its errors, a planted regression, and the shipped gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.check import (
+    EXPECTED_DIR,
+    Expectation,
+    judge,
+    load_expectations,
+    measure,
+    resolve_file,
+)
+from bench.cli import main
+from bench.errors import BenchError
+
+SMALL = {"d": 16, "n_train": 30, "n_test": 20, "n_negatives": 300}
+
+
+def write(path: Path, doc: object) -> Path:
+    path.write_text(yaml.safe_dump(doc, sort_keys=False) if not isinstance(doc, str) else doc)
+    return path
+
+
+def entry(**kw: object) -> dict:
+    base = {"task": "synthetic-linear-single", "task_params": SMALL, "retriever": "input", "metric": "Recall@10",
+            "expected": 0.2, "tolerance": 0.01}
+    return {**base, **kw}
+
+
+def test_defaults_merge_and_lines(tmp_path) -> None:
+    path = write(tmp_path / "e.yaml", """\
+defaults:
+  task_params: {d: 16, n_test: 20}
+  tolerance: 0.5
+entries:
+  - task: synthetic-linear-single
+    task_params: {n_train: 30}
+    retriever: oracle
+    metric: mrecall@10
+    expected: 1
+""")
+    [exp] = load_expectations(path)
+    assert exp.task_params == {"d": 16, "n_test": 20, "n_train": 30}  # parameter maps merge
+    assert exp.tolerance == 0.5 and exp.metric == "MRECALL@10" and exp.expected == 1.0
+    assert exp.where.endswith("e.yaml:5 (entry 1)")  # the line of the entry's "- task:"
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ({"entries": [entry(expected="high")]}, r"e.yaml:\d+ \(entry 1\): field 'expected' must be a number"),
+    ({"entries": [{k: v for k, v in entry().items() if k != "tolerance"}]}, "missing field 'tolerance'"),
+    ({"entries": [entry(metric="MRR@10")]}, "field 'metric': unknown measure 'MRR'"),
+    ({"entries": [entry(), entry(colour="red")]}, r"\(entry 2\): unknown field\(s\) colour"),
+    ({"entries": [entry(tolerance=-1)]}, "must be ≥ 0"),
+    ({"entries": []}, "non-empty 'entries' list"),
+    ("entries: [\n  - {task: x\n", r"e.yaml:\d+: not valid YAML"),
+])
+def test_bad_files_are_one_clear_error(tmp_path, doc, message) -> None:
+    with pytest.raises(BenchError, match=message):
+        load_expectations(write(tmp_path / "e.yaml", doc))
+
+
+def test_judge() -> None:
+    exp = Expectation("t", "r", "MRECALL@10", expected=0.5, tolerance=0.05)
+    assert judge(exp, 0.549).status == "ok"
+    assert judge(exp, 0.4).status == "dropped" and judge(exp, 0.4).diff == pytest.approx(-0.1)
+    assert judge(exp, 0.6).status == "rose" and judge(exp, 0.6).failed
+    assert judge(exp, 0.6, one_sided=True).status == "rose (allowed)" and not judge(exp, 0.6, one_sided=True).failed
+
+
+def test_planted_regression_fails_with_a_readable_diff(tmp_path, capsys) -> None:
+    """An expected value raised far above what input reaches (0.9 for Recall@10) must fail the gate (exit 1) and the
+    table must show expected, measured and how far it moved; the honest entry next to it passes."""
+    [achieved] = measure(load_expectations(write(tmp_path / "probe.yaml", {"entries": [entry()]})))
+    assert achieved.measured < 0.5
+    path = write(tmp_path / "planted.yaml", {"entries": [
+        entry(retriever="oracle", metric="MRECALL@10", expected=1.0, tolerance=0.0),
+        entry(expected=0.9, tolerance=0.01),
+    ]})
+    code = main(["check", str(path)])
+    captured = capsys.readouterr()
+    assert code == 1
+    out = captured.out
+    assert "1 ok, 1 moved" in out
+    row = next(line for line in out.splitlines() if "Recall@10" in line and "input" in line)
+    assert "0.9000" in row and f"{achieved.measured:.4f}" in row and "dropped" in row
+    assert f"{achieved.measured - 0.9:+.4f}" in row
+    assert "1 of 2 values left their tolerance" in captured.err
+
+
+def test_read_existing_results(tmp_path, capsys) -> None:
+    results = tmp_path / "results"
+    args = [x for k, v in SMALL.items() for x in ("-t", f"{k}={v}")]
+    assert main(["run", "--task", "synthetic-linear-single", "--retriever", "input", "--k", "10",
+                 "--results-dir", str(results), *args]) == 0
+    [ran] = measure(load_expectations(write(tmp_path / "probe.yaml", {"entries": [entry()]})))
+    good = write(tmp_path / "good.yaml", {"entries": [entry(expected=ran.measured)]})
+    [read] = measure(load_expectations(good), read_dir=results)
+    assert read.status == "ok" and read.measured == ran.measured  # same config, same number
+    assert (results / "synthetic-linear-single" / "input" / f"{read.run_id}.json").exists()
+    # a config never run (other task params) is reported missing, and fails
+    other = write(tmp_path / "other.yaml", {"entries": [entry(task_params={**SMALL, "d": 8})]})
+    capsys.readouterr()
+    assert main(["check", str(other), "--read", str(results)]) == 1
+    assert "missing" in capsys.readouterr().out
+
+
+def test_shipped_file_resolves_by_name() -> None:
+    assert resolve_file(None) == EXPECTED_DIR / "synthetic-smoke.yaml"
+    assert resolve_file("synthetic-smoke") == EXPECTED_DIR / "synthetic-smoke.yaml"
+    with pytest.raises(BenchError, match="shipped ones: synthetic-smoke"):
+        resolve_file("nonexistent-gate")
+
+
+def test_shipped_smoke_gate_passes(capsys) -> None:
+    """The CI gate as shipped: every expected value is what the code produces now."""
+    exps = load_expectations(resolve_file(None))
+    assert len(exps) >= 12
+    code = main(["check"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"all {len(exps)} ok" in out
+
+
+def test_write_measured_round_trips(tmp_path) -> None:
+    path = write(tmp_path / "e.yaml", {"entries": [entry(expected=0.0, tolerance=0.001)]})
+    assert main(["check", str(path), "--write-measured", str(tmp_path / "m.yaml")]) == 1
+    [exp] = load_expectations(tmp_path / "m.yaml")
+    assert exp.expected > 0.1 and exp.tolerance == 0.001
+    assert main(["check", str(tmp_path / "m.yaml")]) == 0

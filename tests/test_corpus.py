@@ -1,0 +1,138 @@
+"""Streaming corpus / queries / qrels readers: what they yield, and one clear error per malformed record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.errors import BenchError
+from tasks.corpus import (
+    JsonlCorpus,
+    TsvCorpus,
+    WikiSummariesCorpus,
+    document_text,
+    open_corpus,
+    read_qrels,
+    read_queries,
+)
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def jl(**obj: object) -> str:
+    return json.dumps(obj)
+
+
+def test_jsonl_streams_documents_in_order(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "corpus.jsonl", [jl(_id="a", title="T", text="x"), "", jl(_id=7, text="y")])
+    reader = JsonlCorpus(path)
+    assert list(reader.iter_documents()) == [("a", "T", "x"), ("7", "", "y")]
+    scan = reader.scan()
+    assert scan.ids == ["a", "7"]
+    assert scan.row_of() == {"a": 0, "7": 1}
+
+
+def test_fingerprint_follows_content(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "c.jsonl", [jl(_id="a", text="x")])
+    first = JsonlCorpus(path).scan().fingerprint
+    assert JsonlCorpus(path).scan().fingerprint == first
+    write_lines(path, [jl(_id="a", text="x!")])
+    assert JsonlCorpus(path).scan().fingerprint != first
+
+
+@pytest.mark.parametrize(
+    ("lines", "line", "needle"),
+    [
+        ([jl(_id="a", text="x"), '{"_id": "b", "text": '], 2, "not valid JSON"),
+        ([jl(_id="a", text="x"), jl(text="y")], 2, "missing field '_id'"),
+        ([jl(_id="a", text="x"), jl(_id="b", title="t")], 2, "missing field 'text'"),
+        ([jl(_id="a", text="x"), jl(_id="b", text=3)], 2, "field 'text' must be a string"),
+        ([jl(_id="a", text="x"), jl(_id="", text="y")], 2, "field '_id' is empty"),
+        ([jl(_id="a", text="x"), "[1, 2]"], 2, "expected a JSON object"),
+        ([jl(_id="a", text="x"), jl(_id="b", text="y"), jl(_id="a", text="z")], 3,
+         "field '_id': duplicate id 'a' (first on line 1)"),
+    ],
+)
+def test_jsonl_errors_name_file_line_and_field(tmp_path: Path, lines: list[str], line: int, needle: str) -> None:
+    path = write_lines(tmp_path / "corpus.jsonl", lines)
+    with pytest.raises(BenchError) as err:
+        JsonlCorpus(path).scan()
+    message = str(err.value)
+    assert f"{path}, line {line}" in message
+    assert needle in message
+
+
+def test_jsonl_bad_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "corpus.jsonl"
+    path.write_bytes(jl(_id="a", text="x").encode() + b"\n" + b'{"_id": "b", "text": "\xff"}\n')
+    with pytest.raises(BenchError, match=r"line 2: not valid UTF-8"):
+        JsonlCorpus(path).scan()
+
+
+def test_missing_file_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match="no such file"):
+        JsonlCorpus(tmp_path / "nope.jsonl").scan()
+
+
+def test_tsv_dpr_format_with_header_and_quotes(tmp_path: Path) -> None:
+    path = tmp_path / "psgs.tsv"
+    path.write_text('id\ttext\ttitle\n1\t"Aaron ( or ; ""Ahärôn"") is"\tAaron\n2\tplain text\tB\n', encoding="utf-8")
+    reader = TsvCorpus(path)
+    assert list(reader.iter_documents()) == [("1", "Aaron", 'Aaron ( or ; "Ahärôn") is'), ("2", "B", "plain text")]
+    assert reader.scan().ids == ["1", "2"]
+    assert isinstance(open_corpus(path), TsvCorpus)
+
+
+def test_tsv_errors(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "p.tsv", ["1\tt\tT", "2\tonly two"])
+    with pytest.raises(BenchError, match=r"p.tsv, line 2: expected 3 tab-separated fields"):
+        TsvCorpus(path).scan()
+    path = write_lines(tmp_path / "q.tsv", ["1\tt\tT", "1\tu\tU"])
+    with pytest.raises(BenchError, match=r"q.tsv, line 2: field 'id': duplicate id '1'"):
+        TsvCorpus(path).scan()
+    path = write_lines(tmp_path / "r.tsv", ["1\tt\tT", "\tu\tU"])
+    with pytest.raises(BenchError, match=r"r.tsv, line 2: field 'id' is empty"):
+        TsvCorpus(path).scan()
+
+
+def test_queries_and_qrels(tmp_path: Path) -> None:
+    q = read_queries(write_lines(tmp_path / "queries.jsonl", [jl(_id="q1", text="who?"), jl(_id="q2", text="what?")]))
+    assert (q.ids, q.texts) == (["q1", "q2"], ["who?", "what?"])
+    rels = read_qrels(write_lines(tmp_path / "qrels.jsonl", [jl(**{"query-id": "q1", "corpus-id": "a", "score": 1})]))
+    assert [(r.query_id, r.doc_id, r.score, r.line) for r in rels] == [("q1", "a", 1.0, 1)]
+    tsv = write_lines(tmp_path / "test.tsv", ["query-id\tcorpus-id\tscore", "q1\ta\t1", "q2\tb\t0"])
+    rows = [(r.query_id, r.doc_id, r.score, r.line) for r in read_qrels(tsv)]
+    assert rows == [("q1", "a", 1.0, 2), ("q2", "b", 0.0, 3)]
+
+
+def test_queries_and_qrels_errors(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match=r"queries.jsonl, line 2: field '_id': duplicate id 'q1'"):
+        read_queries(write_lines(tmp_path / "queries.jsonl", [jl(_id="q1", text="a"), jl(_id="q1", text="b")]))
+    with pytest.raises(BenchError, match=r"qrels.jsonl, line 1: missing field 'corpus-id'"):
+        read_qrels(write_lines(tmp_path / "qrels.jsonl", [jl(**{"query-id": "q1", "score": 1})]))
+    with pytest.raises(BenchError, match=r"qrels.jsonl, line 1: field 'score' must be a number"):
+        read_qrels(write_lines(tmp_path / "qrels.jsonl", [jl(**{"query-id": "q1", "corpus-id": "a", "score": "x"})]))
+    with pytest.raises(BenchError, match=r"test.tsv, line 2: expected 3 tab-separated fields"):
+        read_qrels(write_lines(tmp_path / "test.tsv", ["query-id\tcorpus-id\tscore", "q1\ta"]))
+
+
+def test_wiki_summaries_reader(shared_data: Path) -> None:
+    reader = WikiSummariesCorpus(shared_data / "wiki-vital" / "summaries_en-us.json", limit=5)
+    docs = list(reader.iter_documents())
+    assert len(docs) == 5 and all(text for _, _, text in docs)
+    assert reader.scan().ids == [d[0] for d in docs]
+
+
+def test_document_text_joins_title() -> None:
+    assert document_text("Paris", "is a city") == "Paris is a city"
+    assert document_text("", "only text") == "only text"
+
+
+def test_limit_small_corpus_reads(shared_data: Path) -> None:
+    scan = JsonlCorpus(shared_data / "limit-small" / "corpus.jsonl").scan()
+    assert len(scan.ids) == 46 and len(set(scan.ids)) == 46
