@@ -17,7 +17,7 @@ setup: $(STAMP)
 
 # The main job: AMER against Single-Query on one synthetic setting, trained and compared on the CPU.
 demo: $(STAMP)
-	$(BIN)/bench run --task synthetic-linear-single --retriever oracle,input
+	$(BIN)/bench run --task synthetic-linear-single --retriever amer,single-query
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -97,7 +97,32 @@ def _check_unique(seen: dict[str, int], doc_id: str, field: str, path: Path, lin
     seen[doc_id] = line
 
 
-class JsonlCorpus:
+class _LineCorpus:
+    """Shared by the line-based readers: stream validated records, scan for duplicate ids and fingerprint."""
+
+    path: Path
+    id_field = "id"
+
+    def _records(self) -> Iterator[tuple[int, str, str, str]]:
+        """(line number, id, title, text) per document, validated."""
+        raise NotImplementedError
+
+    def iter_documents(self) -> Iterator[tuple[str, str, str]]:
+        """(id, title, text) in file order, validated as they stream."""
+        for _, doc_id, title, text in self._records():
+            yield doc_id, title, text
+
+    def scan(self) -> CorpusScan:
+        """Validate every line, reject duplicate ids, and fingerprint the file content."""
+        seen: dict[str, int] = {}
+        for line_no, doc_id, _, _ in self._records():
+            _check_unique(seen, doc_id, self.id_field, self.path, line_no)
+        if not seen:
+            raise BenchError(f"{self.path}: the corpus has no documents")
+        return CorpusScan(list(seen), _fingerprint(self))
+
+
+class JsonlCorpus(_LineCorpus):
     """A JSONL corpus: one document object per line with an id, an optional title and a text."""
 
     kind = "jsonl"
@@ -115,26 +140,12 @@ class JsonlCorpus:
             title = _text_field(obj, self.title_field, where, required=False)
             yield line_no, doc_id, title, text
 
-    def iter_documents(self) -> Iterator[tuple[str, str, str]]:
-        """(id, title, text) in file order, validated as they stream."""
-        for _, doc_id, title, text in self._records():
-            yield doc_id, title, text
-
-    def scan(self) -> CorpusScan:
-        """Validate every line, reject duplicate ids, and fingerprint the file content."""
-        seen: dict[str, int] = {}
-        for line_no, doc_id, _, _ in self._records():
-            _check_unique(seen, doc_id, self.id_field, self.path, line_no)
-        if not seen:
-            raise BenchError(f"{self.path}: the corpus has no documents")
-        return CorpusScan(list(seen), _fingerprint(self))
-
     def describe(self) -> dict[str, Any]:
         fields = [self.id_field, self.title_field, self.text_field]
         return {"format": self.kind, "path": str(self.path), "fields": fields}
 
 
-class TsvCorpus:
+class TsvCorpus(_LineCorpus):
     """DPR / QAMPARI passages: `id<TAB>text<TAB>title` per line, an optional `id text title` header."""
 
     kind = "tsv"
@@ -171,18 +182,6 @@ class TsvCorpus:
                 raise BenchError(f"{_where(self.path, start)}: not valid UTF-8 ({exc.reason})") from None
             except csv.Error as exc:
                 raise BenchError(f"{_where(self.path, start)}: malformed TSV ({exc})") from None
-
-    def iter_documents(self) -> Iterator[tuple[str, str, str]]:
-        for _, doc_id, title, text in self._records():
-            yield doc_id, title, text
-
-    def scan(self) -> CorpusScan:
-        seen: dict[str, int] = {}
-        for line_no, doc_id, _, _ in self._records():
-            _check_unique(seen, doc_id, "id", self.path, line_no)
-        if not seen:
-            raise BenchError(f"{self.path}: the corpus has no documents")
-        return CorpusScan(list(seen), _fingerprint(self))
 
     def describe(self) -> dict[str, Any]:
         return {"format": self.kind, "path": str(self.path), "fields": list(self.HEADER)}

@@ -82,19 +82,23 @@ def test_interrupted_write_leaves_nothing(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_sigint_mid_run_leaves_no_results_file(tmp_path) -> None:
-    """A run big enough to take several seconds, interrupted with SIGINT while it works."""
-    results = tmp_path / "results"
-    env = {**os.environ, "BENCH_CACHE_DIR": str(tmp_path / "cache")}
+    """A run big enough to take seconds, interrupted with SIGINT once it is inside the harness's own work."""
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    env = {**os.environ, "BENCH_CACHE_DIR": str(cache)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.cli", "run", "--task", "synthetic-linear-single", "--retriever", "oracle,input",
          "--results-dir", str(results), "-t", "d=64", "-t", "n_negatives=1500000"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    time.sleep(4.0)
+    # The cache folder appears when the generated data starts being written; writing it, building and caching the
+    # index and searching 1.5M vectors twice still lie ahead.
+    deadline = time.monotonic() + 300
+    while not (cache / "synthetic").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert proc.poll() is None, "finished before the interrupt: " + proc.communicate()[1][-2000:]
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, f"stdout: {out[-1500:]}\nstderr: {err[-1500:]}"
     assert "interrupted" in err and "Traceback" not in err
-    leftovers = [p for p in Path(tmp_path).rglob("*") if p.is_file() and (p.suffix in (".json", ".trec", ".tmp"))]
+    leftovers = [p for p in Path(tmp_path).rglob("*") if p.is_file() and p.suffix in (".json", ".trec", ".tmp")]
     assert leftovers == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from urllib.parse import unquote
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +99,9 @@ def test_rankings_equal_the_independent_ranking(harness: tuple[RunResult, Path],
     _, path = harness
     ranked: dict[str, list[str]] = defaultdict(list)
     for line in path.with_suffix(".trec").read_text().splitlines():
-        parts = line.split()  # LIMIT's doc ids are names with spaces: qid Q0 <doc id> rank score tag
-        ranked[parts[0]].append(" ".join(parts[2:-3]))
+        parts = line.split()  # qid Q0 docid rank score tag; LIMIT's ids are names, their spaces percent-encoded
+        assert len(parts) == 6
+        ranked[unquote(parts[0])].append(unquote(parts[2]))
     doc_ids = independent["doc_ids"]
     for qid in independent["query_ids"]:
         expected = [doc_ids[r] for r in independent["ranking"][independent["index"][qid]]]
