@@ -89,6 +89,9 @@ def test_sigint_mid_run_leaves_no_results_file(tmp_path) -> None:
         [sys.executable, "-m", "bench.cli", "run", "--task", "synthetic-linear-single", "--retriever", "oracle,input",
          "--results-dir", str(results), "-t", "d=64", "-t", "n_negatives=1500000"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A job started in the background by a non-interactive shell (as CI may start us) inherits SIGINT ignored,
+        # and Python then installs no Ctrl-C handler: give the child the default disposition a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     # The cache folder appears when the generated data starts being written; writing it, building and caching the
     # index and searching 1.5M vectors twice still lie ahead.
