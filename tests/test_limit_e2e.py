@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from urllib.parse import unquote
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
