@@ -96,6 +96,18 @@ def _pair_sims(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cos, np.sqrt(np.maximum(sq, 0.0))
 
 
+def mean_pairwise_cosine(vectors: np.ndarray) -> np.ndarray:
+    """Per set of (n, m, d): the mean cosine similarity over its m(m−1)/2 pairs, mean_{i<j} cos(v_i, v_j); NaN if
+    m < 2. Used for the targets of a query (`target_diversity`) and for a multi-vector retriever's own outputs."""
+    v = np.asarray(vectors)
+    if v.ndim != 3:
+        raise BenchError(f"mean_pairwise_cosine expects (n, m, d), got shape {v.shape}")
+    if v.shape[1] < 2:
+        return np.full(v.shape[0], np.nan)
+    cos, _ = _pair_sims(v)
+    return cos.mean(axis=1)
+
+
 def _grouped(rows: list[np.ndarray], embeddings: np.ndarray):  # type: ignore[no-untyped-def]
     """Yield (query indices, pair cosines, pair distances) for blocks of queries with the same number of vectors."""
     sizes = np.array([len(r) for r in rows], dtype=np.int64)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.diversity import mean_pairwise_cosine, target_diversity
 from bench.errors import BenchError
 from bench.models.backbone import BackboneConfig, count_parameters
 from bench.models.query_encoder import QueryEncoder
@@ -92,18 +93,6 @@ class AmerParams(QueryEncoderParams):
             raise ValueError(f"sampling must be one of {', '.join(SAMPLING_MODES)}, got {self.sampling!r}")
         if not 0 <= self.sampling_cap <= 1:
             raise ValueError(f"sampling_cap must be in [0, 1], got {self.sampling_cap}")
-
-
-def mean_pairwise_cosine(vectors: np.ndarray) -> np.ndarray:
-    """Per row of (n, m, d): the mean cosine similarity over the m(m−1)/2 pairs of its m vectors (NaN if m < 2)."""
-    v = np.asarray(vectors, dtype=np.float64)
-    v = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
-    n, m, _ = v.shape
-    if m < 2:
-        return np.full(n, np.nan)
-    gram = v @ v.transpose(0, 2, 1)
-    iu = np.triu_indices(m, k=1)
-    return gram[:, iu[0], iu[1]].mean(axis=1)
 
 
 class TrainedQueryEncoder(Retriever):
@@ -224,11 +213,10 @@ class TrainedQueryEncoder(Retriever):
         """The paper's Figure 5: mean pairwise cosine among each query's predictions and among its targets."""
         if self.objective != "amer":
             return
-        reps = split.targets.representatives()
-        target_cos = [float(mean_pairwise_cosine(ctx.corpus_embeddings[r][None])[0]) for r in reps]
+        targets = target_diversity(split.targets, ctx.corpus_embeddings, mode="representative")
         ctx.extra["output_diversity"] = {
             "pred_mean_pairwise_cos": [float(v) for v in mean_pairwise_cosine(vecs)],
-            "target_mean_pairwise_cos": target_cos,
+            "target_mean_pairwise_cos": [float(v) for v in targets.cos_sim],
         }
 
     def info(self) -> dict[str, Any]:

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from bench.diversity import mean_pairwise_cosine
 from bench.errors import BenchError
 from bench.pipeline import Session, build_retriever, build_task, run
 from bench.retriever import RunContext
 from bench.task import TaskData
 from bench.train.checkpoint import load_checkpoint
 from bench.train.loop import Trainer
-from retrievers.amer import AmerRetriever, mean_pairwise_cosine
+from retrievers.amer import AmerRetriever
 
 TASK = "synthetic-linear-single"
 TP = ["d=16", "n_train=300", "n_test=40", "n_negatives=500"]
