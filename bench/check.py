@@ -116,9 +116,19 @@ def load_expectations(path: str | Path) -> list[Expectation]:
     """Parse and validate an expected-scores file; every problem is one BenchError naming file, line and field."""
     p = Path(path)
     try:
-        doc = yaml.load(p.read_text(encoding="utf-8"), Loader=_LineLoader)  # noqa: S506 (a SafeLoader subclass)
+        raw_bytes = p.read_bytes()
+        doc = yaml.load(raw_bytes.decode("utf-8"), Loader=_LineLoader)  # noqa: S506 (a SafeLoader subclass)
     except FileNotFoundError:
         raise BenchError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise BenchError(f"{p}: is a folder, not an expected-scores file") from None
+    except OSError as exc:
+        raise BenchError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        line = raw_bytes[: exc.start].count(b"\n") + 1
+        raise BenchError(f"{p}:{line}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except RecursionError:
+        raise BenchError(f"{p}: nested too deeply to be an expected-scores file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -133,7 +143,7 @@ def load_expectations(path: str | Path) -> list[Expectation]:
     unknown = set(defaults) - _FIELDS - {"__line__"}
     if unknown:
         raise BenchError(f"{p}:{defaults.get('__line__', '?')}: unknown field(s) in defaults: "
-                         f"{', '.join(sorted(unknown))}")
+                         f"{', '.join(sorted(map(str, unknown)))}")
     out = []
     for i, raw in enumerate(doc["entries"], start=1):
         if not isinstance(raw, dict):
@@ -150,7 +160,8 @@ def load_expectations(path: str | Path) -> list[Expectation]:
 def _expectation(entry: dict[str, Any], where: str) -> Expectation:
     unknown = set(entry) - _FIELDS
     if unknown:
-        raise BenchError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_FIELDS))}")
+        raise BenchError(f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
+                         f"known: {', '.join(sorted(_FIELDS))}")
     for key in ("task", "retriever", "metric", "expected", "tolerance"):
         if key not in entry:
             raise BenchError(f"{where}: missing field {key!r}")

@@ -13,6 +13,13 @@ from rich.markup import escape
 
 from bench.errors import BenchError
 
+try:  # typer ≥ 0.2x vendors click as typer._click: its usage errors are not click's classes
+    from typer._click.exceptions import ClickException as _TyperClickException
+
+    _TYPER_USAGE: tuple[type[Exception], ...] = (_TyperClickException,)
+except ImportError:
+    _TYPER_USAGE = ()
+
 app = typer.Typer(
     name="bench",
     help="multitarget-bench: compare retrievers on multi-target retrieval (MRECALL@k, diversity bins, significance).",
@@ -50,12 +57,29 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         err.print("[yellow]aborted[/]")
         return _exit(130, argv)
+    except _TYPER_USAGE as exc:  # typer's own usage message (with close matches for a mistyped command), exit 2
+        _show_usage_error(exc)
+        return _exit(exc.exit_code, argv)
     except click.ClickException as exc:
         exc.show()
         return _exit(exc.exit_code, argv)
     if rv == 130:  # typer turns KeyboardInterrupt into exit code 130 without a word
         err.print("[yellow]interrupted[/]: results are written atomically, so no partial file was left")
     return _exit(rv if isinstance(rv, int) else 0, argv)
+
+
+def _show_usage_error(exc: Exception) -> None:
+    """Print a usage error as typer does in standalone mode: usage line, `Try ... --help`, the message in a panel.
+
+    A bare `bench` (NoArgsIsHelpError) has already printed the help while the error was raised."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        return
+    try:
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(exc)  # type: ignore[arg-type]
+    except ImportError:
+        exc.show()  # type: ignore[attr-defined]
 
 
 def _exit(code: int, argv: list[str] | None) -> int:

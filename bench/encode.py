@@ -1,10 +1,13 @@
 """Encoding text corpora: device and precision choice, model fingerprints, and sharded, resumable embedding caches.
 
 A corpus is encoded shard by shard (`shard_size` documents): the texts of one shard are read from the streaming
-reader, encoded (the encoder sorts them by length so batches carry little padding), and the shard's float32
-embeddings are written atomically to `<cache>/embeddings/<key>/shard-NNNNN.npy` before the next shard starts. So
-memory holds one shard of texts and one of embeddings, plus the index being built from them; a killed encode loses at
-most the shard in flight, and a rerun skips every shard already on disk. Shard boundaries are fixed by the key's
+reader, encoded (the encoder sorts them by length so batches carry little padding), and the shard's L2-normalised
+embeddings (float32, or float16 on request) are written atomically to `<cache>/embeddings/<key>/shard-NNNNN.npy`
+before the next shard starts. So memory holds one shard of texts and one of embeddings; a killed encode loses at
+most the shard in flight, and a rerun skips every shard already on disk. The shards are the one copy of the corpus
+embeddings on disk: the exact index searches them memory-mapped, shard after shard (bench/index.py `MappedStore`).
+Shards written before normalisation moved here (meta.json without `normalised`) stay as they are and are
+normalised when read. Shard boundaries are fixed by the key's
 `meta.json`, so a resumed encode batches every shard exactly as an uninterrupted one would and gives identical
 embeddings.
 
@@ -26,13 +29,14 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from bench.atomic import atomic_open, atomic_path
-from bench.cache import cache_root, stable_hash
+from bench.atomic import atomic_open
+from bench.cache import cache_root, report_and_quarantine, stable_hash, verify_entry, write_entry
 from bench.errors import BenchError
 from bench.progress import STDERR, make_progress
 
-SHARD_FORMAT = 1
+SHARD_FORMAT = 1  # part of every embedding key: bumping it re-encodes every cached corpus
 DEFAULT_SHARD_SIZE = 8192
+STORAGES = ("float32", "float16")
 
 EncodeTexts = Callable[[list[str], Callable[[int], None]], np.ndarray]
 """encode(texts, advance) → float32 (len(texts), d); calls advance(n) after each batch of n texts."""
@@ -45,50 +49,7 @@ def document_text(title: str, text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- devices
-
-
-def cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def select_device(requested: str = "auto") -> str:
-    """`auto` → CUDA when a GPU is visible, else CPU; `cuda` without a GPU is an error; `cpu` is CPU."""
-    requested = (requested or "auto").lower()
-    if requested == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if requested.startswith("cuda"):
-        if not cuda_available():
-            raise BenchError(f"device={requested} asked for, but torch sees no CUDA GPU")
-        return requested
-    if requested == "cpu":
-        return "cpu"
-    raise BenchError(f"device must be auto, cpu or cuda[:N], got {requested!r}")
-
-
-def select_dtype(requested: str, device: str) -> str:
-    """`auto` → bfloat16 on a GPU that supports it, else float16 on a GPU, float32 on the CPU.
-
-    Half precision on the CPU is refused: most CPU kernels are slower in it and the results drift from float32.
-    """
-    requested = (requested or "auto").lower()
-    aliases = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
-    requested = aliases.get(requested, requested)
-    on_gpu = device.startswith("cuda")
-    if requested == "auto":
-        if not on_gpu:
-            return "float32"
-        import torch
-
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    if requested not in ("float32", "float16", "bfloat16"):
-        raise BenchError(f"dtype must be auto, float32, float16 or bfloat16, got {requested!r}")
-    if requested != "float32" and not on_gpu:
-        raise BenchError(f"dtype={requested} needs a GPU; on the CPU use float32 (or auto)")
-    return requested
+# Device and precision are resolved once, in bench/device.py (`resolve`, `Placement`); encoders take a Placement.
 
 
 # ---------------------------------------------------------------------------------------------------- models
@@ -224,8 +185,9 @@ class ShardStore:
             return json.loads(self.meta_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
-        except ValueError:
-            raise BenchError(f"{self.meta_path}: not valid JSON; remove it (`bench cache clear embeddings`)") from None
+        except ValueError:  # a damaged meta.json: moved aside (bench/cache.py), the encode starts afresh
+            report_and_quarantine(self.meta_path, "not valid JSON", "starting the encode afresh")
+            return None
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         with atomic_open(self.meta_path) as fh:
@@ -235,18 +197,24 @@ class ShardStore:
         meta = self.read_meta()
         return bool(meta and meta.get("complete"))
 
-    def load_shard(self, i: int, start: int, rows: int, dim: int | None) -> np.ndarray | None:
+    def load_shard(self, i: int, start: int, rows: int, dim: int | None, dtype: str = "float32"
+                   ) -> np.ndarray | None:
         """Shard i as a read-only memory map, None when absent; a wrong shape is one clear error."""
         path = self.shard_path(i)
         if not path.exists():
             return None
+        problem = verify_entry(path, require_manifest=False)  # a shard is a cache entry with a manifest
+        if problem:
+            report_and_quarantine(path, problem, "re-encoding it")
+            return None
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as exc:
-            raise BenchError(f"{path}: unreadable embedding shard ({exc}); remove it to re-encode it") from None
-        if arr.ndim != 2 or arr.shape[0] != rows or arr.dtype != np.float32:
+            report_and_quarantine(path, f"unreadable ({exc})", "re-encoding it")
+            return None
+        if arr.ndim != 2 or arr.shape[0] != rows or arr.dtype != np.dtype(dtype):
             raise BenchError(
-                f"{path}: rows {start}–{start + rows - 1}: expected a float32 array of {rows} rows, found "
+                f"{path}: rows {start}–{start + rows - 1}: expected a {dtype} array of {rows} rows, found "
                 f"{arr.dtype} {arr.shape}; remove it to re-encode it"
             )
         if dim is not None and arr.shape[1] != dim:
@@ -257,9 +225,11 @@ class ShardStore:
         return arr
 
     def save_shard(self, i: int, arr: np.ndarray) -> None:
-        with atomic_path(self.shard_path(i)) as tmp:
+        def write(tmp: Path) -> None:
             with open(tmp, "wb") as fh:
                 np.save(fh, arr, allow_pickle=False)
+
+        write_entry(self.shard_path(i), write)  # atomic, with a manifest (size, checksum) verified on read
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.glob("*") if p.is_file())
@@ -274,20 +244,24 @@ def encode_in_shards(
     describe: dict[str, Any] | None = None,
     console: Console | None = None,
     label: str = "encode corpus",
+    storage: str = "float32",
 ) -> Iterator[np.ndarray]:
-    """Yield the float32 embeddings of `texts` shard by shard, reading finished shards from disk, encoding the rest.
+    """Yield the L2-normalised embeddings of `texts` shard by shard (as stored: float32 or float16), reading finished
+    shards from disk (memory-mapped), encoding the rest.
 
     `texts` must yield exactly `n_docs` strings in corpus order. A shard is written before it is yielded, so an
     interrupted run (exception, SIGINT, SIGKILL) resumes at the first missing shard.
     """
     if shard_size <= 0:
         raise BenchError(f"shard_size must be > 0, got {shard_size}")
+    if storage not in STORAGES:
+        raise BenchError(f"embedding storage must be float32 or float16, got {storage!r}")
     store = ShardStore(key)
     meta = store.read_meta()
     if meta is None or meta.get("format") != SHARD_FORMAT:
         meta = {"format": SHARD_FORMAT, "key": key, "n_docs": n_docs, "shard_size": shard_size, "dim": None,
-                "dtype": "float32", "complete": False, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "describe": describe or {}}
+                "dtype": storage, "normalised": True, "complete": False,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "describe": describe or {}}
         store.write_meta(meta)
     elif meta.get("n_docs") != n_docs:
         raise BenchError(
@@ -297,6 +271,8 @@ def encode_in_shards(
     shard_size = int(meta["shard_size"])  # boundaries of a resumed encode are those it started with
     n_shards = (n_docs + shard_size - 1) // shard_size
     dim = meta.get("dim")
+    dtype = str(meta.get("dtype") or "float32")
+    normalise = bool(meta.get("normalised"))  # False only when resuming an encode begun before normalised shards
     on_disk = [i for i in range(n_shards) if store.shard_path(i).exists()]
     console = console or STDERR
     if on_disk and not meta.get("complete"):
@@ -312,7 +288,7 @@ def encode_in_shards(
             if len(chunk) != rows:
                 raise BenchError(f"the corpus yielded {seen} documents, but its scan counted {n_docs}: did the file "
                                  f"change while encoding?")
-            arr = store.load_shard(i, i * shard_size, rows, dim)
+            arr = store.load_shard(i, i * shard_size, rows, dim, dtype)
             if arr is None:
                 progress.update(bar, status=f"shard {i + 1}/{n_shards}")
                 out = np.asarray(encode(chunk, lambda n: progress.advance(bar, n)), dtype=np.float32)
@@ -327,7 +303,9 @@ def encode_in_shards(
                 if not np.isfinite(out).all():
                     raise BenchError(f"the encoder produced NaN/inf embeddings in shard {i} (rows from "
                                      f"{i * shard_size}); try dtype=float32")
-                out = np.ascontiguousarray(out)
+                if normalise:
+                    out = _normalise_rows(out)
+                out = np.ascontiguousarray(out, dtype=dtype)
                 store.save_shard(i, out)
                 if dim is None:
                     dim = int(out.shape[1])
@@ -346,6 +324,15 @@ def encode_in_shards(
         store.write_meta(meta)
 
 
+def _normalise_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm in float32 (zero rows stay zero), as FAISS's normalize_L2 does."""
+    import faiss
+
+    out = np.array(x, dtype=np.float32, order="C", copy=True)
+    faiss.normalize_L2(out)
+    return out
+
+
 def _take(it: Iterator[str], n: int) -> list[str]:
     out: list[str] = []
     for text in it:
@@ -359,8 +346,9 @@ class CorpusEncoder:
     """A DocumentEncoder (bench.retriever) over any text encoder: sharded, cached, resumable.
 
     `space` names the embedding space (model + revision/weights hash + document prompt + settings); the shards of a
-    corpus are keyed by (space, corpus fingerprint). Pipelines that build an index call `encode_corpus_shards` to
-    add shard after shard without a second copy of the matrix; `encode_corpus` returns the whole matrix.
+    corpus are keyed by (space, corpus fingerprint, storage when not float32). The pipeline encodes the shards
+    (`encode_corpus_shards`) and searches them in place (`shard_store`); `encode_corpus` returns the whole
+    normalised matrix. `storage="float16"` halves the shards on disk and in memory.
     """
 
     def __init__(self, space: str, encode: EncodeTexts, shard_size: int = DEFAULT_SHARD_SIZE,
@@ -372,9 +360,16 @@ class CorpusEncoder:
         self.describe = describe or {}
         self.console = console
         self._text_of = text_of or document_text
+        self.storage = "float32"
 
     def embedding_key(self, corpus: Any) -> str:
-        return stable_hash(["corpus-embeddings", SHARD_FORMAT, self.cache_key, corpus.fingerprint], length=32)
+        parts: list[Any] = ["corpus-embeddings", SHARD_FORMAT, self.cache_key, corpus.fingerprint]
+        if self.storage != "float32":
+            parts.append(self.storage)
+        return stable_hash(parts, length=32)
+
+    def shard_store(self, corpus: Any) -> ShardStore:
+        return ShardStore(self.embedding_key(corpus))
 
     def encode_corpus_shards(self, corpus: Any) -> Iterator[np.ndarray]:
         texts = (self._text_of(title, text) for _, title, text in corpus.iter_texts())
@@ -383,14 +378,15 @@ class CorpusEncoder:
         if source is not None and hasattr(source, "describe"):
             describe["corpus"] = source.describe()
         return encode_in_shards(self.embedding_key(corpus), texts, len(corpus), self._encode,
-                                shard_size=self.shard_size, describe=describe, console=self.console)
+                                shard_size=self.shard_size, describe=describe, console=self.console,
+                                storage=self.storage)
 
     def encode_corpus(self, corpus: Any) -> np.ndarray:
         out: np.ndarray | None = None
         start = 0
         for block in self.encode_corpus_shards(corpus):
             if out is None:
-                out = np.empty((len(corpus), block.shape[1]), dtype=np.float32)
+                out = np.empty((len(corpus), block.shape[1]), dtype=np.float32)  # float16 shards decode to float32
             out[start : start + len(block)] = block
             start += len(block)
         assert out is not None

@@ -16,3 +16,8 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> BenchError:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(known) or '(none)'}"
     return BenchError(f"unknown {kind} {name!r}; {hint}")
+
+
+class DamagedEntry(BenchError):
+    """A cache entry that exists but cannot be used (truncated, corrupt, wrong content): bench.cache moves it aside
+    and rebuilds it instead of stopping. Raise it from a cache entry's `load` function."""

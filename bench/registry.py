@@ -1,8 +1,10 @@
-"""The two plugin registries (tasks, retrievers) and their discovery through Python entry points.
+"""The plugin registries (tasks, retrievers, and the pipeline stages: fusers, re-rankers, expanders) and their
+discovery through Python entry points.
 
 A plugin module registers with a decorator; a package (ours included) lists that module under the entry-point group
-`multitarget_bench.tasks` or `multitarget_bench.retrievers`, so a third-party package adds a plugin without touching
-this one. Names ending in ':' are prefixes: `st:` matches `st:<model>` and gets the suffix as its `spec`.
+`multitarget_bench.<tasks|retrievers|fusers|rerankers|expanders>`, so a third-party package adds a plugin without
+touching this one. Names ending in ':' are prefixes: `st:` matches `st:<model>` and gets the suffix as its `spec`.
+Stages are built as `factory(params, name)` and subclass the bases in bench/stages/base.py.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from bench.errors import BenchError, unknown_name
 
 TASK_GROUP = "multitarget_bench.tasks"
 RETRIEVER_GROUP = "multitarget_bench.retrievers"
+FUSER_GROUP = "multitarget_bench.fusers"
+RERANKER_GROUP = "multitarget_bench.rerankers"
+EXPANDER_GROUP = "multitarget_bench.expanders"
 
 T = TypeVar("T")
 
@@ -86,6 +91,9 @@ class Registry:
         items = self.all()
         if name in items and not name.endswith(":"):
             return items[name], None
+        for meta in items.values():  # aliases: `max` → combmax
+            if name in meta.extra.get("aliases", ()):
+                return meta, None
         if ":" in name:
             prefix, spec = name.split(":", 1)
             meta = items.get(prefix + ":")
@@ -96,6 +104,10 @@ class Registry:
 
 TASKS = Registry("task", TASK_GROUP)
 RETRIEVERS = Registry("retriever", RETRIEVER_GROUP)
+FUSERS = Registry("fuser", FUSER_GROUP)
+RERANKERS = Registry("reranker", RERANKER_GROUP)
+EXPANDERS = Registry("expander", EXPANDER_GROUP)
+STAGE_REGISTRIES = {"fusers": FUSERS, "rerankers": RERANKERS, "expanders": EXPANDERS}
 
 
 def register_task(name: str, *, description: str, kind: str, params: type | None = None, **extra: Any):  # type: ignore[no-untyped-def]
@@ -106,3 +118,18 @@ def register_task(name: str, *, description: str, kind: str, params: type | None
 def register_retriever(name: str, *, description: str, kind: str, params: type | None = None, **extra: Any):  # type: ignore[no-untyped-def]
     """Register a retriever class under `name`; built as `factory(params)` (or `factory(params, spec)` for prefixes)."""
     return RETRIEVERS.register(name, description=description, kind=kind, params=params, **extra)
+
+
+def register_fuser(name: str, *, description: str, params: type | None = None, **extra: Any):  # type: ignore[no-untyped-def]
+    """Register a fusion method (a bench.stages.Fuser subclass, built as `factory(params, name)`)."""
+    return FUSERS.register(name, description=description, kind="fuser", params=params, **extra)
+
+
+def register_reranker(name: str, *, description: str, params: type | None = None, **extra: Any):  # type: ignore[no-untyped-def]
+    """Register a re-ranker (a bench.stages.Reranker subclass, built as `factory(params, name)`)."""
+    return RERANKERS.register(name, description=description, kind="reranker", params=params, **extra)
+
+
+def register_expander(name: str, *, description: str, params: type | None = None, **extra: Any):  # type: ignore[no-untyped-def]
+    """Register a query expander (a bench.stages.Expander subclass, built as `factory(params, name)`)."""
+    return EXPANDERS.register(name, description=description, kind="expander", params=params, **extra)

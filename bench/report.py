@@ -189,6 +189,14 @@ def build_comparison(runs: Mapping[str, RunResult], baseline: str | None = None,
     if td is None:
         notes.append("no run records per-query target diversity (made before it was stored): the low-similarity "
                      "subset and bins are not available; rerun `bench run` to add them")
+    elif bool(np.all(np.isnan(td.cos_sim))):
+        # every query has one answer (one target vector): target similarity is undefined, so there is no
+        # low-similarity subset or bin to report; the whole set is still compared
+        if bins:
+            raise BenchError("--bins needs queries with two or more answers (target diversity is a pairwise "
+                             "similarity); every query of this task has one")
+        notes.append("every query has one answer, so target similarity (a mean over pairs of answers) is undefined "
+                     "and there is no low-similarity subset: only the whole set is compared")
     else:
         if source and not source.startswith(base):
             notes.append(f"the baseline run has no target diversity; bins use {source}")
@@ -276,7 +284,7 @@ def grid(comp: Comparison, which: str = "main", pct: str = "%", metric: str | No
         header = ["system"] + [f"{b.name} {b.label[len(b.name) + 1:]} n={b.n}" for b in comp.bins]
         rows = []
         for system in comp.systems:
-            row = [display_name(system) + (" (baseline)" if system == comp.baseline else "")]
+            row = [system + (" (baseline)" if system == comp.baseline else "")]  # full name: it re-runs as --retriever
             for b in comp.bins:
                 c = comp.cell(system, metric or comp.metrics[0], b.name)
                 text = _value(c) + ("" if c.test is None else f" ({_gain(c, pct)})")
@@ -290,7 +298,7 @@ def grid(comp: Comparison, which: str = "main", pct: str = "%", metric: str | No
             header += [name, "Δ"] + (["95% CI (diff)"] if comp.show_ci else [])
     rows = []
     for system in comp.systems:
-        row = [display_name(system) + (" (baseline)" if system == comp.baseline else "")]
+        row = [system + (" (baseline)" if system == comp.baseline else "")]  # full name: it re-runs as --retriever
         for m in comp.metrics:
             for subset in comp.subsets:
                 c = comp.cell(system, m, subset.name)

@@ -1,7 +1,8 @@
-"""Run records, their atomic store under results/<task>/<retriever>/<run-id>.json, and TREC run export.
+"""Run records, their atomic store under results/<task>/<system>/<run-id>.json, and TREC run export.
 
 A record carries `schema_version`; the loader fills fields that older files lack with their defaults and keeps
-fields it does not know under `unknown`, so files keep loading as the format grows.
+fields it does not know under `unknown`, so files keep loading as the format grows. A record of schema 1 (before
+systems of stages) has no `system`: it loads as the system named by its retriever, which is what it was.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ import numpy as np
 
 from bench.atomic import atomic_open
 from bench.errors import BenchError
+from bench.validate import check_run_record
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `system` (canonical name of the pipeline of stages) and `stages`
 
 
 @dataclass
 class RunResult:
-    """One retriever on one task: its config, provenance, per-query metric values and summary."""
+    """One system (a retriever and its stages) on one task: config, provenance, per-query metric values, summary.
+
+    `system` is the canonical system name (bench/stages/system.py), e.g. `minilm+mmr` or `amer[sampling=teacher]`;
+    for a plain retriever it equals `retriever`. `stages` lists every stage with all its parameters."""
 
     run_id: str
     task: str
@@ -47,7 +52,13 @@ class RunResult:
     versions: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    system: str = ""
+    stages: list[dict[str, Any]] = field(default_factory=list)
     unknown: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.system:  # schema 1 files: the system was the retriever alone
+            self.system = self.retriever
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -78,21 +89,54 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]+", "_", name)
 
 
-def run_dir(results_dir: str | Path, task: str, retriever: str) -> Path:
-    return Path(results_dir) / _safe(task) / _safe(retriever)
+def system_folder(system: str) -> str:
+    """The folder name of a system under results/<task>/: the canonical name when it is filesystem-safe (a plain
+    retriever name keeps the folder it always had), else a readable slug plus a short hash of the exact name, so two
+    systems never share a folder. The record inside holds the exact name."""
+    import hashlib
+
+    safe = re.sub(r"[^A-Za-z0-9._=+@()\[\],-]+", "_", system)
+    if safe == system and not system.startswith("."):
+        return system
+    digest = hashlib.sha256(system.encode("utf-8")).hexdigest()[:8]
+    return f"{safe[:80]}-{digest}"
+
+
+def run_dir(results_dir: str | Path, task: str, system: str) -> Path:
+    return Path(results_dir) / _safe(task) / system_folder(system)
 
 
 def save_run(result: RunResult, results_dir: str | Path, ranking: np.ndarray | None = None,
-             doc_ids: list[str] | None = None) -> Path:
-    """Write `<run-id>.json` (and `<run-id>.trec` when a ranking is given), each atomically. Returns the JSON path."""
-    folder = run_dir(results_dir, result.task, result.retriever)
+             doc_ids: list[str] | None = None, scores: np.ndarray | None = None) -> Path:
+    """Write `<run-id>.json` (and `<run-id>.trec` when a ranking is given), each atomically. Returns the JSON path.
+
+    `scores` are the system's real (fused / re-ranked) scores of `ranking`; without them the TREC file carries
+    depth − rank (runs written before the pipeline kept scores)."""
+    folder = run_dir(results_dir, result.task, result.system)
     path = folder / f"{result.run_id}.json"
     if ranking is not None and doc_ids is not None:
-        write_trec_run(folder / f"{result.run_id}.trec", result.query_ids, ranking, doc_ids, result.retriever)
+        write_trec_run(folder / f"{result.run_id}.trec", result.query_ids, ranking, doc_ids, result.system,
+                       scores=scores)
+    text = json.dumps(strict_json(result.to_dict()), indent=1, sort_keys=False, allow_nan=False)
     with atomic_open(path) as fh:
-        json.dump(result.to_dict(), fh, indent=1, sort_keys=False)
-        fh.write("\n")
+        fh.write(text + "\n")
     return path
+
+
+def strict_json(value: Any) -> Any:
+    """A copy that strict JSON parsers accept: non-finite floats (NaN, ±inf) become None, numpy scalars and arrays
+    become Python values. (json.dump would write bare NaN / Infinity tokens, which are not JSON.)"""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return strict_json(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def load_run(path: str | Path) -> RunResult:
@@ -103,24 +147,30 @@ def load_run(path: str | Path) -> RunResult:
         raise BenchError(f"{p}: no such run file") from None
     except json.JSONDecodeError as exc:
         raise BenchError(f"{p}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{p}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except (RecursionError, OSError) as exc:
+        raise BenchError(f"{p}: cannot be read as a run file ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise BenchError(f"{p}: a run file holds a JSON object")
+    check_run_record(data, str(p))  # types and finite numbers, one error line per bad field (bench/validate.py)
     return RunResult.from_dict(data, source=str(p))
 
 
-def find_runs(results_dir: str | Path, task: str | None = None, retriever: str | None = None) -> list[Path]:
-    """Run files under results_dir, optionally of one task and/or retriever, oldest first."""
+def find_runs(results_dir: str | Path, task: str | None = None, system: str | None = None) -> list[Path]:
+    """Run files under results_dir, optionally of one task and/or system (a plain retriever name is a system),
+    sorted by path: by task, system folder, then oldest first (run ids start with a UTC timestamp)."""
     root = Path(results_dir)
-    pattern = f"{_safe(task) if task else '*'}/{_safe(retriever) if retriever else '*'}/*.json"
+    pattern = f"{_safe(task) if task else '*'}/{system_folder(system) if system else '*'}/*.json"
     return sorted(root.glob(pattern))
 
 
 def latest_runs(results_dir: str | Path, task: str) -> dict[str, RunResult]:
-    """The newest run of each retriever on a task (run ids start with a UTC timestamp, so names sort by time)."""
+    """The newest run of each system on a task (run ids start with a UTC timestamp, so names sort by time)."""
     out: dict[str, RunResult] = {}
     for path in find_runs(results_dir, task):
         rec = load_run(path)
-        out[rec.retriever] = rec
+        out[rec.system] = rec
     return out
 
 
@@ -130,15 +180,20 @@ def trec_id(identifier: str) -> str:
     return urllib.parse.quote(identifier, safe="".join(chr(c) for c in range(33, 127) if chr(c) != "%"))
 
 
-def write_trec_run(path: str | Path, query_ids: list[str], ranking: np.ndarray, doc_ids: list[str], tag: str) -> None:
-    """TREC run format `qid Q0 docid rank score tag`; score = depth − rank, so every tool keeps our order."""
+def write_trec_run(path: str | Path, query_ids: list[str], ranking: np.ndarray, doc_ids: list[str], tag: str,
+                   scores: np.ndarray | None = None) -> None:
+    """TREC run format `qid Q0 docid rank score tag` with the system's real scores (`scores`, same shape as
+    `ranking`), printed with 9 significant digits. Tools that re-sort by score keep our order except where two
+    scores print equal, which only happens for real ties, and those we order by the lower corpus row like the tools
+    order by doc id only when ids sort like rows. Without `scores`: depth − rank (the pre-stage format)."""
     depth = ranking.shape[1]
     with atomic_open(path) as fh:
-        for qid, row in zip(query_ids, ranking, strict=True):
+        for i, (qid, row) in enumerate(zip(query_ids, ranking, strict=True)):
             for rank, doc in enumerate(row.tolist()):
                 if doc < 0:
                     break
-                fh.write(f"{trec_id(qid)} Q0 {trec_id(doc_ids[doc])} {rank + 1} {depth - rank} {trec_id(tag)}\n")
+                score = f"{float(scores[i, rank]):.9g}" if scores is not None else str(depth - rank)
+                fh.write(f"{trec_id(qid)} Q0 {trec_id(doc_ids[doc])} {rank + 1} {score} {trec_id(tag)}\n")
 
 
 def write_trec_qrels(path: str | Path, query_ids: list[str], targets: Any, doc_ids: list[str]) -> None:

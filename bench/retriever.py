@@ -1,6 +1,9 @@
-"""What a retriever is to the pipeline: query vectors in the corpus embedding space, one or several per query.
+"""What a retriever is to the pipeline: query vectors in the corpus embedding space (one or several per query), or
+its own scored ranking (lexical retrievers such as bm25).
 
-The harness owns search, merging and scoring, so every retriever is measured the same way.
+For vector retrievers the harness owns search, fusion and scoring, so every retriever is measured the same way. A
+ranking retriever (`produces = "ranking"`) searches itself and returns scored Candidates (bench/stages/base.py);
+the pipeline then builds no corpus index for it, and stages that need document vectors (MMR) refuse it.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from typing import Any, Protocol
 import numpy as np
 from rich.console import Console
 
-from bench.index import FlatIndex
-from bench.task import Corpus, Split, TaskData
+from bench.errors import BenchError
+from bench.index import Index, VectorStore
+from bench.stages.base import Candidates, QueryVectors
+from bench.task import Corpus, Split, Targets, TaskData
 
 
 class DocumentEncoder(Protocol):
@@ -29,11 +34,15 @@ class DocumentEncoder(Protocol):
 
 @dataclass
 class RunContext:
-    """What a retriever may use while it prepares and encodes: the task, the shared corpus index, run settings."""
+    """What a retriever (and every stage) may use: the task, the shared corpus index, run settings.
+
+    `index` and `corpus_embeddings` are None for a ranking retriever (bm25), which needs no corpus index.
+    `corpus_embeddings` is the index's vector store (bench/index.py): `gather(rows)` / `[rows]` read normalised
+    vectors; the memory-mapped store of a large text corpus is never held whole (an ndarray is accepted too)."""
 
     task: TaskData
-    corpus_embeddings: np.ndarray
-    index: FlatIndex
+    corpus_embeddings: VectorStore | np.ndarray | None
+    index: Index | None
     seed: int = 0
     device: str = "auto"
     retrain: bool = False
@@ -42,7 +51,12 @@ class RunContext:
 
 
 class Retriever(abc.ABC):
-    """Base class of registered retrievers. Subclasses set their params dataclass at registration."""
+    """Base class of registered retrievers. Subclasses set their params dataclass at registration.
+
+    A vector retriever implements `encode_queries`; a ranking retriever sets `produces = "ranking"` and implements
+    `rank_texts` (and `encode_queries` is then never called)."""
+
+    produces = "vectors"  # "vectors": query vectors searched by the harness; "ranking": its own scored lists
 
     def __init__(self, params: Any, name: str, spec: str | None = None) -> None:
         self.params = params
@@ -57,8 +71,32 @@ class Retriever(abc.ABC):
         """Train or load whatever the retriever needs (no-op for untrained retrievers)."""
 
     @abc.abstractmethod
-    def encode_queries(self, split: Split, ctx: RunContext) -> np.ndarray:
-        """Query vectors of shape (n_queries, m, d), in the corpus embedding space; m = 1 for one vector."""
+    def encode_queries(self, split: Split, ctx: RunContext) -> np.ndarray | QueryVectors:
+        """Query vectors of shape (n_queries, m, d), in the corpus embedding space; m = 1 for one vector. A
+        retriever whose m varies per query returns a bench.stages.QueryVectors with a mask."""
+
+    def encode_texts(self, texts: list[str], ctx: RunContext) -> np.ndarray:
+        """One vector per text, (len(texts), d): how expanded queries (bench/stages) are encoded. The default runs
+        `encode_queries` on a split holding these texts and requires one vector per text."""
+        split = Split("expanded", [str(i) for i in range(len(texts))],
+                      Targets.from_nested([[[0]]] * len(texts)), texts=list(texts))
+        out = self.encode_queries(split, ctx)
+        vecs = out.vectors if isinstance(out, QueryVectors) else np.asarray(out, dtype=np.float32)
+        if vecs.ndim != 3 or vecs.shape[1] != 1:
+            raise BenchError(f"retriever {self.name!r} emits {vecs.shape[1] if vecs.ndim == 3 else '?'} vectors per "
+                             "query; query expansion needs a retriever with one vector per text")
+        return vecs[:, 0, :]
+
+    def rank_texts(self, texts: list[str], depth: int, ctx: RunContext) -> Candidates:
+        """A ranking retriever's scored top-`depth` list for each text (best first, ties by lower corpus row)."""
+        raise BenchError(f"retriever {self.name!r} returns query vectors, not its own ranking")
+
+    def rank(self, split: Split, depth: int, ctx: RunContext) -> Candidates:
+        """A ranking retriever's scored lists for a split's queries (default: `rank_texts` of the query texts)."""
+        if split.texts is None:
+            raise BenchError(f"retriever {self.name!r} ranks query texts; split {split.name!r} of task "
+                             f"{ctx.task.name!r} has none")
+        return self.rank_texts(list(split.texts), depth, ctx)
 
     def info(self) -> dict[str, Any]:
         """What identifies the model behind the vectors (model id, revision, checkpoint): stored in results."""

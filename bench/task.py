@@ -28,8 +28,9 @@ class Targets:
     n_clusters: np.ndarray
 
     @classmethod
-    def from_nested(cls, nested: Sequence[Sequence[Sequence[int]]]) -> Targets:
-        """Build from `nested[q][c]` = the corpus rows of cluster c of query q."""
+    def from_nested(cls, nested: Sequence[Sequence[Sequence[int]]], n_docs: int | None = None) -> Targets:
+        """Build from `nested[q][c]` = the corpus rows of cluster c of query q. A negative row, or a row ≥ `n_docs`
+        when the corpus size is given, is an error (the metrics would count it as a hit on another query)."""
         q_idx: list[int] = []
         c_idx: list[int] = []
         d_idx: list[int] = []
@@ -42,9 +43,13 @@ class Targets:
                 if len(docs) == 0:
                     raise BenchError(f"query {q}, cluster {c} has no gold document")
                 for d in docs:
+                    d = int(d)
+                    if d < 0 or (n_docs is not None and d >= n_docs):
+                        size = f" (the corpus has rows 0..{n_docs - 1})" if n_docs is not None else ""
+                        raise BenchError(f"query {q}, cluster {c}: gold document row {d} is out of range{size}")
                     q_idx.append(q)
                     c_idx.append(c)
-                    d_idx.append(int(d))
+                    d_idx.append(d)
         return cls(
             np.asarray(q_idx, dtype=np.int64),
             np.asarray(c_idx, dtype=np.int64),
@@ -87,6 +92,12 @@ class Targets:
     def fingerprint(self) -> str:
         return array_hash(self.query, self.cluster, self.doc, self.n_clusters)
 
+    def check_rows(self, n_docs: int, where: str = "targets") -> None:
+        """Raise a BenchError when a gold row is negative or not a row of an n_docs corpus."""
+        if len(self.doc) and (int(self.doc.min()) < 0 or int(self.doc.max()) >= n_docs):
+            bad = int(self.doc[(self.doc < 0) | (self.doc >= n_docs)][0])
+            raise BenchError(f"{where}: gold document row {bad} is out of range (the corpus has rows 0..{n_docs - 1})")
+
 
 @dataclass
 class Split:
@@ -124,7 +135,7 @@ class Split:
 class Corpus:
     """The documents searched. Vector corpora carry their embeddings; text corpora stream (id, title, text)."""
 
-    ids: list[str]
+    ids: Sequence[str]  # a list, or tasks.corpus.CorpusIds (no Python object per id) for large text corpora
     fingerprint: str
     vectors: np.ndarray | None = None
     source: Any = None  # a text reader with iter_documents() for text corpora (tasks/corpus.py)
@@ -147,6 +158,11 @@ class TaskData:
     splits: dict[str, Split]
     modality: str  # "vector" or "text"
     info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.corpus)
+        for split_name, split in self.splits.items():
+            split.targets.check_rows(n, f"task {self.name}, split {split_name}")
 
     def split(self, name: str) -> Split:
         if name not in self.splits:

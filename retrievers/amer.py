@@ -4,6 +4,10 @@
 config already produced (`--retrain` forces training); `encode_queries` then runs the model alone: AMER emits m_pred
 vectors, each generated from the previous ones. Single-Query (retrievers/single_query.py) shares all of it with one
 output vector and one randomly drawn target per example and step.
+
+Vector tasks (synthetic) train a small random causal transformer. Text tasks train a pretrained causal LM
+(`-r backbone=NAME_OR_PATH`, default the offline SmolLM2-135M-Instruct) with LoRA, its queries wrapped in the
+model's own chat template, against the corpus embeddings of a frozen document encoder (`-r doc_encoder=minilm`).
 """
 
 from __future__ import annotations
@@ -16,89 +20,91 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.cache import load_or_build, write_entry
 from bench.diversity import mean_pairwise_cosine, target_diversity
-from bench.errors import BenchError
+from bench.errors import BenchError, DamagedEntry
 from bench.models.backbone import BackboneConfig, count_parameters
+from bench.models.lora import FINETUNE_MODES, LoraSettings
 from bench.models.query_encoder import QueryEncoder
-from bench.params import params_dict, positive
+from bench.models.text import DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH
+from bench.params import params_dict
 from bench.registry import register_retriever
 from bench.retriever import Retriever, RunContext
-from bench.task import Split
+from bench.task import Split, TaskData
 from bench.train.checkpoint import checkpoint_key, checkpoint_path, load_checkpoint, save_checkpoint
-from bench.train.loop import TrainConfig, Trainer, TrainingExamples, resolve_device, torch_threads
-from bench.train.schedule import SAMPLING_MODES
+from bench.train.config import SamplingParams, TrainConfig, TrainParams
+from bench.train.data import TrainingExamples, VectorQueries
+from bench.train.loop import Trainer
+from bench.train.placement import resolve_device, torch_threads
+from bench.train.strategy import make_strategy
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-# Parameters that change how a model is run, not what it learns: left out of the checkpoint key.
-INFERENCE_ONLY = ("device", "m_pred", "threads")
+# Parameters that change how a model is run, not what it learns: left out of the checkpoint key. `backbone` is
+# replaced in the key by the sha256 of the base model's files (same weights at another path: same checkpoint).
+INFERENCE_ONLY = ("device", "m_pred", "threads", "checkpoint_every", "backbone")
 _ENCODE_BATCH = 1024
+_TEXT_ENCODE_BATCH = 32
 
 
 @dataclass(frozen=True)
-class QueryEncoderParams:
-    """Model and training settings shared by AMER and Single-Query; the defaults reach the synthetic headline."""
+class QueryEncoderParams(TrainParams):
+    """Model and training settings shared by AMER and Single-Query (training defaults: bench.train.config)."""
 
-    width: int = 128
-    layers: int = 2
-    heads: int = 4
-    ffn: int = 0  # MLP inner width, 0 = 2 × width
-    arch: str = "llama"  # random-init backbone family: llama | qwen2
-    backbone: str | None = None  # a pretrained causal LM (folder or cached id) instead of a random one
-    steps: int = 3000
-    batch_size: int = 128
-    lr: float = 1e-3
-    tau: float = 0.05
-    warmup: float = 0.05
-    clip: float = 1.0
-    weight_decay: float = 0.01
-    val_fraction: float = 0.1
-    eval_every: int = 100
+    width: int = BackboneConfig.width
+    layers: int = BackboneConfig.layers
+    heads: int = BackboneConfig.heads
+    ffn: int = BackboneConfig.ffn  # MLP inner width, 0 = 2 × width
+    arch: str = BackboneConfig.arch  # random-init backbone family (vector tasks)
+    backbone: str | None = None  # a pretrained causal LM (folder or cached hub id); text tasks default to SmolLM2
+    finetune: str = "lora"  # pretrained backbone: lora (adapters only) | full (every weight)
+    lora_r: int = LoraSettings.r
+    lora_alpha: float = LoraSettings.alpha
+    lora_dropout: float = LoraSettings.dropout
+    instruction: str = DEFAULT_INSTRUCTION  # text queries: the system message of the chat template
+    max_length: int = DEFAULT_MAX_LENGTH  # text queries: query tokens kept
+    doc_encoder: str = "minilm"  # text tasks: the frozen document encoder (a dense retriever name)
     input_scale: float = 0.0  # factor on vector queries; 0 = 1/√d
     device: str = "auto"  # auto = the run's --device
     threads: int = 1  # torch CPU threads while training / encoding; 0 = torch's own setting
-    precision: str = "auto"  # GPU autocast: auto (bf16 if supported, else fp16) | bf16 | fp16 | fp32
 
     def __post_init__(self) -> None:
-        positive(self, steps=self.steps, batch_size=self.batch_size, lr=self.lr, tau=self.tau, clip=self.clip,
-                 eval_every=self.eval_every)
-        if not 0 <= self.warmup < 1:
-            raise ValueError(f"warmup must be in [0, 1), got {self.warmup}")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.weight_decay < 0 or self.input_scale < 0 or self.threads < 0:
-            raise ValueError("weight_decay, input_scale and threads must be ≥ 0")
+        TrainParams.__post_init__(self)
+        if self.input_scale < 0 or self.threads < 0 or self.max_length <= 0:
+            raise ValueError("input_scale and threads must be ≥ 0, max_length > 0")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.finetune not in FINETUNE_MODES:
+            raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)}, got {self.finetune!r}")
+        self.lora_settings()
         self.backbone_config()  # validates width / layers / heads / arch
 
-    def backbone_config(self) -> BackboneConfig:
-        return BackboneConfig(self.arch, self.width, self.layers, self.heads, self.ffn, self.backbone)
+    def backbone_config(self, pretrained: str | None = None) -> BackboneConfig:
+        return BackboneConfig(self.arch, self.width, self.layers, self.heads, self.ffn, pretrained or self.backbone)
+
+    def lora_settings(self) -> LoraSettings:
+        return LoraSettings(self.lora_r, self.lora_alpha, self.lora_dropout)
 
 
 @dataclass(frozen=True)
-class AmerParams(QueryEncoderParams):
+class AmerParams(QueryEncoderParams, SamplingParams):
     """AMER adds: how many vectors to emit, and the scheduled-sampling mode (with its ablations)."""
 
-    m_pred: int = 0  # vectors per query at inference; 0 = the most answers of a training query
-    sampling: str = "scheduled"  # scheduled (p = min(cap, step/total)) | predicted (p = 1) | teacher (p = 0)
-    sampling_cap: float = 0.8
+    m_pred: int = 0  # vectors per query at inference; 0 = the task's m_pred, else the most answers of a train query
+    stop: str = "fixed"  # fixed: m_pred vectors | learned: a stop head ends each query's vectors (≤ m_pred; H14)
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        QueryEncoderParams.__post_init__(self)
+        SamplingParams.__post_init__(self)
         if self.m_pred < 0:
             raise ValueError(f"m_pred must be ≥ 0, got {self.m_pred}")
-        if self.sampling not in SAMPLING_MODES:
-            raise ValueError(f"sampling must be one of {', '.join(SAMPLING_MODES)}, got {self.sampling!r}")
-        if not 0 <= self.sampling_cap <= 1:
-            raise ValueError(f"sampling_cap must be in [0, 1], got {self.sampling_cap}")
+        if self.stop not in ("fixed", "learned"):
+            raise ValueError(f"stop must be 'fixed' or 'learned', got {self.stop!r}")
 
 
 class TrainedQueryEncoder(Retriever):
     """A query encoder trained on the task's train split against the frozen corpus embeddings."""
 
-    objective = "amer"
+    objective = "matched"
+    model_class: type[QueryEncoder] = QueryEncoder
 
     def __init__(self, params: QueryEncoderParams, name: str, spec: str | None = None) -> None:
         super().__init__(params, name, spec)
@@ -106,13 +112,48 @@ class TrainedQueryEncoder(Retriever):
         self.checkpoint: Path | None = None
         self.meta: dict[str, Any] = {}
         self.trained_now = False
+        self._lm: tuple[str, str] | None = None  # (folder, weights sha256) of the pretrained backbone
+        self._prompter: Any = None
+        self._m_pred: tuple[int, str] | None = None
+
+    @property
+    def autoregressive(self) -> bool:
+        from bench.train.objectives import get_objective
+
+        return get_objective(self.objective).autoregressive
+
+    # -- the pretrained backbone (text tasks) --------------------------------------------------------------------
+    def pretrained(self, task: TaskData | None) -> tuple[str, str] | None:
+        """(folder, sha256 of its files) of the pretrained LM: `backbone`, or SmolLM2 offline for text tasks."""
+        if self._lm is None:
+            name = self.params.backbone
+            if name is None and task is not None and task.modality == "text":
+                from bench.models.offline_lm import smollm2_folder
+
+                name = str(smollm2_folder())
+            if name is None:
+                return None
+            from bench.models.text import resolve_lm, weights_hash
+
+            folder = resolve_lm(name)
+            self._lm = (str(folder), weights_hash(folder))
+        return self._lm
+
+    def document_encoder(self, task: TaskData) -> Any:
+        if task.modality != "text":
+            return None
+        from bench.pipeline import build_retriever
+
+        return build_retriever(self.params.doc_encoder).document_encoder(task)
 
     # -- training / loading -------------------------------------------------------------------------------------
     def key_config(self, ctx: RunContext) -> dict[str, Any]:
         """Everything that shapes the trained weights; its hash names the checkpoint."""
         params = {k: v for k, v in params_dict(self.params).items() if k not in INFERENCE_ONLY}
+        lm = self.pretrained(ctx.task)
         return {"retriever": self.name, "objective": self.objective, "params": params, "task": ctx.task.name,
-                "task_info": ctx.task.info, "data_hash": ctx.task.data_hash(), "seed": ctx.seed}
+                "task_info": ctx.task.info, "data_hash": ctx.task.data_hash(), "seed": ctx.seed,
+                "base_weights_sha256": lm[1] if lm else None}
 
     def checkpoint_for(self, ctx: RunContext) -> tuple[Path, dict[str, Any]]:
         config = self.key_config(ctx)
@@ -121,52 +162,104 @@ class TrainedQueryEncoder(Retriever):
     def prepare(self, ctx: RunContext) -> None:
         """Load the checkpoint this config produced before, or train one (always when ctx.retrain)."""
         path, _ = self.checkpoint_for(ctx)
-        if path.exists() and not ctx.retrain:
-            self.load_checkpoint(path)
-            ctx.console.print(f"[dim]{self.name}: using checkpoint {path}[/]", highlight=False)
+        self.trained_now = False
+        self._resolve_m_pred(ctx)
+        strategy = make_strategy(resolve_device(self._device(ctx)))
+        if strategy.world_size > 1:  # every process trains (or loads) together; rank 0 alone writes
+            if path.exists() and not ctx.retrain:
+                self.load_checkpoint(path)
+            else:
+                self.train(ctx, strategy=strategy)
+            strategy.close()
             return
-        self.train(ctx)
 
-    def train(self, ctx: RunContext) -> Path:
-        """Train on ctx.task's train split, keep the weights with the lowest validation loss, save a checkpoint."""
+        def load(p: Path) -> None:  # a verified cache entry (bench/cache.py): a damaged file is moved aside, retrained
+            if not self.trained_now:
+                try:
+                    self.load_checkpoint(p)
+                except BenchError as exc:
+                    raise DamagedEntry(str(exc)) from None
+
+        # Under the entry's file lock: a second process on the same checkpoint waits, then loads what this one trained.
+        load_or_build(path, lambda tmp: self.train(ctx, dest=tmp), load, rebuild=ctx.retrain,
+                      packages=("torch", "safetensors", "transformers", "peft"))
+        if not self.trained_now:
+            ctx.console.print(f"[dim]{self.name}: using checkpoint {path}[/]", highlight=False)
+
+    def build_model(self, ctx: RunContext, d_query: int, d_doc: int) -> QueryEncoder:
+        """A freshly initialised query encoder for this task (seeded by the run's seed)."""
         p = self.params
-        path, key_config = self.checkpoint_for(ctx)
-        examples = TrainingExamples.from_split(ctx.task.split("train"))
-        d_query, d_doc = examples.inputs.shape[1], ctx.corpus_embeddings.shape[1]
-        if p.backbone is None and p.width < d_doc:
-            ctx.console.print(f"[yellow]warning:[/] width {p.width} < embedding size {d_doc}: a backbone narrower "
-                              "than the embeddings is known to fail the linear synthetic task", highlight=False)
+        lm = self.pretrained(ctx.task)
         torch.manual_seed(ctx.seed)
         np.random.seed(ctx.seed % 2**32)
-        scale = p.input_scale or 1.0 / math.sqrt(d_query)
-        model = QueryEncoder(p.backbone_config(), d_query, d_doc, scale)
-        cfg = TrainConfig(
-            objective="amer" if self.objective == "amer" else "single", steps=p.steps, batch_size=p.batch_size,
-            lr=p.lr, weight_decay=p.weight_decay, warmup=p.warmup, clip=p.clip, tau=p.tau,
-            sampling=getattr(p, "sampling", "scheduled"), sampling_cap=getattr(p, "sampling_cap", 0.8),
-            val_fraction=p.val_fraction, eval_every=p.eval_every, seed=ctx.seed, device=self._device(ctx),
-            precision=p.precision,
-        )
+        if lm is None and p.width < d_doc:
+            ctx.console.print(f"[yellow]warning:[/] width {p.width} < embedding size {d_doc}: a backbone narrower "
+                              "than the embeddings is known to fail the linear synthetic task", highlight=False)
+        scale = (p.input_scale or 1.0 / math.sqrt(d_query)) if d_query else 1.0
+        return self.model_class(p.backbone_config(lm[0] if lm else None), d_query, d_doc, scale,
+                                finetune=p.finetune, lora=p.lora_settings(), base_hash=lm[1] if lm else None)
+
+    def training_examples(self, split: Split, ctx: RunContext) -> TrainingExamples:
+        return TrainingExamples.from_split(split, tokenize=self.prompter(ctx.task) if split.vectors is None else None)
+
+    def train(self, ctx: RunContext, dest: Path | None = None, strategy: Any = None) -> Path:
+        """Train on ctx.task's train split, keep the weights with the lowest validation loss, save a checkpoint
+        (to `dest` when given: the temp file of bench.cache.load_or_build, renamed to the checkpoint path after).
+
+        A training state is saved every `checkpoint_every` steps beside the checkpoint; an interrupted run resumes
+        from it and ends with the weights an uninterrupted one would have."""
+        p = self.params
+        path, key_config = self.checkpoint_for(ctx)
+        if ctx.corpus_embeddings is None:
+            raise BenchError(f"retriever {self.name!r} needs the corpus embeddings of task {ctx.task.name!r}")
+        examples = self.training_examples(ctx.task.split("train"), ctx)
+        d_query = examples.inputs.vectors.shape[1] if isinstance(examples.inputs, VectorQueries) else 0
+        d_doc = int(ctx.corpus_embeddings.shape[1])
+        model = self.build_model(ctx, d_query, d_doc)
+        cfg = TrainConfig.from_params(p, objective=self.objective, seed=ctx.seed, device=self._device(ctx))
+        state_path = path.with_name(path.stem + ".train-state.pt")
         with torch_threads(p.threads):
-            result = Trainer(model, examples, ctx.corpus_embeddings, cfg, ctx.console).run()
+            trainer = Trainer(model, examples, ctx.corpus_embeddings, cfg, ctx.console, strategy=strategy,
+                              state_path=state_path)
+            result = trainer.run()
         meta = {
             "retriever": self.name, "objective": self.objective, "model": model.config(),
-            "n_targets": examples.n_targets, "n_parameters": count_parameters(model), "key_config": key_config,
-            "train": result.record(),
+            "n_targets": examples.n_targets, "n_parameters": count_parameters(model),
+            "n_trainable": sum(t.numel() for t in model.parameters() if t.requires_grad), "key_config": key_config,
+            "train": {**result.record(), "processes": trainer.strategy.world_size},
+            "prompt": {"instruction": p.instruction, "max_length": p.max_length} if d_query == 0 else None,
         }
-        save_checkpoint(path, result.state_dict, meta)
+        if trainer.strategy.is_main:
+            if dest is not None:
+                save_checkpoint(dest, result.state_dict, meta)
+            else:
+                write_entry(path, lambda tmp: save_checkpoint(tmp, result.state_dict, meta),
+                            packages=("torch", "safetensors", "transformers", "peft"))
+        trainer.strategy.barrier()
         self._use(model, meta, path)
         self.trained_now = True
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Load weights and model config from a checkpoint file: enough for inference, no training data needed."""
+        """Load weights and model config from a checkpoint file: enough for inference, no training data needed.
+
+        A checkpoint of a pretrained backbone holds adapters and projections; the base is loaded from the folder
+        it names and must have the weights it was trained on (sha256), else this is an error."""
         ckpt = load_checkpoint(path)
         if ckpt.meta.get("objective") != self.objective:
             raise BenchError(f"checkpoint {path} holds a {ckpt.meta.get('objective')!r} model, not {self.objective!r}")
+        config = ckpt.meta["model"]
+        base = config.get("backbone", {}).get("pretrained")
+        if base is not None:
+            from bench.models.text import resolve_lm, weights_hash
+
+            now = weights_hash(resolve_lm(base))
+            if now != config.get("base_hash"):
+                raise BenchError(f"checkpoint {path}: trained on base weights sha256 {config.get('base_hash')}, but "
+                                 f"{base} now holds {now}; train again (--retrain)")
         try:
-            model = QueryEncoder.from_config(ckpt.meta["model"])
-            model.load_state_dict(ckpt.state_dict)
+            model = self.model_class.from_config(config)
+            model.load_trainable_state_dict(ckpt.state_dict)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise BenchError(f"checkpoint {path}: weights do not fit the stored model config ({exc})") from None
         self._use(model, ckpt.meta, Path(path))
@@ -183,61 +276,139 @@ class TrainedQueryEncoder(Retriever):
         return ctx.device
 
     # -- inference ----------------------------------------------------------------------------------------------
+    def _resolve_m_pred(self, ctx: RunContext) -> None:
+        """m_pred: the `m_pred` parameter, else the task's (TaskData.info['m_pred'], e.g. 2 for AmbigQA), else the
+        most answers of a training query — never a count taken from the test questions."""
+        if not self.autoregressive:
+            self._m_pred = (1, "single vector")
+        elif getattr(self.params, "m_pred", 0):
+            self._m_pred = (int(self.params.m_pred), "parameter")
+        elif ctx.task.info.get("m_pred"):
+            self._m_pred = (int(ctx.task.info["m_pred"]), "task")
+        elif "train" in ctx.task.splits:
+            self._m_pred = (int(ctx.task.split("train").targets.n_clusters.max()), "most answers of a train query")
+
     def m_pred(self) -> int:
-        if self.objective != "amer":
+        if not self.autoregressive:
             return 1
+        if self._m_pred is not None:
+            return self._m_pred[0]
         return int(getattr(self.params, "m_pred", 0) or self.meta.get("n_targets", 1))
+
+    def prompter(self, task: TaskData | None) -> Any:
+        if self._prompter is None:
+            from bench.models.text import Prompter, load_tokenizer
+
+            prompt = self.meta.get("prompt") or {}
+            lm = self.pretrained(task)
+            base = (self.model.backbone_cfg.pretrained if self.model is not None else None) or (lm[0] if lm else None)
+            if base is None:
+                raise BenchError(f"retriever {self.name!r}: text queries need a pretrained backbone (-r backbone=)")
+            self._prompter = Prompter(load_tokenizer(Path(base)), prompt.get("instruction", self.params.instruction),
+                                      int(prompt.get("max_length", self.params.max_length)))
+        return self._prompter
 
     @torch.no_grad()
     def encode_queries(self, split: Split, ctx: RunContext) -> np.ndarray:
         if self.model is None:
             raise BenchError(f"retriever {self.name!r} has no model: train it or load a checkpoint first")
-        if split.vectors is None:
-            raise BenchError(f"retriever {self.name!r} takes vector queries for now; split {split.name!r} has texts")
-        if split.vectors.shape[1] != self.model.d_query:
-            raise BenchError(f"split {split.name!r} has {split.vectors.shape[1]}-dim queries, the checkpoint "
+        text_model = self.model.d_query == 0
+        if split.vectors is None and not text_model:
+            raise BenchError(f"retriever {self.name!r}: this checkpoint takes vector queries; split {split.name!r} "
+                             "has texts")
+        if text_model and split.texts is None:
+            raise BenchError(f"retriever {self.name!r}: this checkpoint takes text queries; split {split.name!r} "
+                             "has vectors")
+        if not text_model and split.vectors.shape[1] != self.model.d_query:  # type: ignore[union-attr]
+            raise BenchError(f"split {split.name!r} has {split.vectors.shape[1]}-dim queries, the checkpoint "  # type: ignore[union-attr]
                              f"{self.checkpoint} expects {self.model.d_query}")
         device = resolve_device(self._device(ctx))
         model = self.model.to(device).eval()
         m = self.m_pred()
         out = []
         with torch_threads(self.params.threads):
-            for start in range(0, len(split), _ENCODE_BATCH):
-                x = torch.from_numpy(np.asarray(split.vectors[start:start + _ENCODE_BATCH], dtype=np.float32))
-                out.append(model.generate(x.to(device), m).float().cpu().numpy())
+            if text_model:
+                tokens = self.prompter(ctx.task)(list(split.texts))  # type: ignore[arg-type]
+                for start in range(0, len(tokens), _TEXT_ENCODE_BATCH):
+                    idx = np.arange(start, min(len(tokens), start + _TEXT_ENCODE_BATCH))
+                    inputs = {k: v.to(device) for k, v in tokens.batch(idx).items()}
+                    out.append(model.generate(inputs, m).float().cpu().numpy())
+            else:
+                for start in range(0, len(split), _ENCODE_BATCH):
+                    x = torch.from_numpy(np.asarray(split.vectors[start:start + _ENCODE_BATCH], dtype=np.float32))  # type: ignore[index]
+                    out.append(model.generate(x.to(device), m).float().cpu().numpy())
         vecs = np.concatenate(out) if out else np.zeros((0, m, self.model.d_doc), dtype=np.float32)
         self.record_diversity(vecs, split, ctx)
         return vecs.astype(np.float32)
 
     def record_diversity(self, vecs: np.ndarray, split: Split, ctx: RunContext) -> None:
-        """The paper's Figure 5: mean pairwise cosine among each query's predictions and among its targets."""
-        if self.objective != "amer":
+        """The paper's Figure 5: mean pairwise cosine among each query's predictions and among its targets (null
+        where undefined: one vector, or one target)."""
+        if not self.autoregressive or ctx.corpus_embeddings is None:
             return
         targets = target_diversity(split.targets, ctx.corpus_embeddings, mode="representative")
         ctx.extra["output_diversity"] = {
-            "pred_mean_pairwise_cos": [float(v) for v in mean_pairwise_cosine(vecs)],
-            "target_mean_pairwise_cos": [float(v) for v in targets.cos_sim],
+            "pred_mean_pairwise_cos": _finite_or_none(mean_pairwise_cosine(vecs)),
+            "target_mean_pairwise_cos": _finite_or_none(targets.cos_sim),
         }
 
     def info(self) -> dict[str, Any]:
         train = self.meta.get("train", {})
+        model = self.meta.get("model", {})
         return {
             "checkpoint": str(self.checkpoint) if self.checkpoint else None,
             "trained_now": self.trained_now,
+            "objective": self.objective,
             "m_pred": self.m_pred() if self.model is not None else None,
+            "m_pred_source": self._m_pred[1] if self._m_pred else "checkpoint",
             "n_parameters": self.meta.get("n_parameters"),
+            "n_trainable": self.meta.get("n_trainable"),
+            "backbone": model.get("backbone", {}).get("pretrained") or "random",
+            "base_weights_sha256": model.get("base_hash"),
+            "finetune": model.get("finetune"),
             "best_step": train.get("best_step"),
             "best_val_loss": train.get("best_val_loss"),
             "train_seconds": train.get("train_seconds"),
+            "resumed_from_step": train.get("resumed_from_step"),
+            "processes": train.get("processes"),
         }
+
+
+def _finite_or_none(values: np.ndarray) -> list[float | None]:
+    return [float(v) if math.isfinite(v) else None for v in np.asarray(values, dtype=np.float64)]
 
 
 @register_retriever(
     "amer",
-    description="AMER: a causal transformer emitting m query vectors autoregressively, trained with matched "
-                "InfoNCE and scheduled sampling (trains on first use, then reuses its checkpoint)",
+    description="AMER: a causal transformer (random for vector tasks, a pretrained LM with LoRA for text tasks) "
+                "emitting m query vectors autoregressively, trained with matched InfoNCE and scheduled sampling "
+                "(trains on first use, then reuses its checkpoint)",
     kind="trained",
     params=AmerParams,
 )
 class AmerRetriever(TrainedQueryEncoder):
-    objective = "amer"
+    """`-r stop=learned` adds a stop head (bench/models/stop_head.py, objective `matched-stop`): each query gets
+    as many vectors as the head predicts answers, at most m_pred."""
+
+    @property  # type: ignore[override]
+    def objective(self) -> str:
+        return "matched-stop" if self.params.stop == "learned" else "matched"
+
+    @property  # type: ignore[override]
+    def model_class(self) -> type[QueryEncoder]:
+        from bench.models.stop_head import StopQueryEncoder
+
+        return StopQueryEncoder if self.params.stop == "learned" else QueryEncoder
+
+    def key_config(self, ctx: RunContext) -> dict[str, Any]:
+        config = super().key_config(ctx)
+        config["params"].pop("stop", None)  # the objective names it: fixed-m checkpoints keep their key
+        return config
+
+    def encode_queries(self, split: Split, ctx: RunContext) -> Any:
+        """Fixed m: (n, m_pred, d). Learned stop: QueryVectors whose mask marks the vectors each query emitted;
+        both record `extra.vectors_per_query` (emitted = searched)."""
+        from bench.models.stop_head import record_emitted
+
+        vecs = super().encode_queries(split, ctx)
+        return record_emitted(vecs, split, ctx, learned=self.params.stop == "learned")

@@ -10,9 +10,11 @@ The harness ranks by cosine similarity (bench/index.py normalises every vector);
 dot-product scoring (Contriever) is therefore ranked by cosine here, and the result records both.
 
 Parameters (`-r key=value`): model_path (local weights for any preset), revision, trust_remote_code (required for
-stella, inf-retriever and nv-embed, which load their own modelling code), device (auto → CUDA, else CPU), dtype
-(auto → bfloat16/float16 on a GPU, float32 on the CPU), batch_size, shard_size (documents per cached shard),
-max_seq_length, query_prompt, document_prompt.
+stella, inf-retriever and nv-embed, which load their own modelling code), device (auto → the run's `--device`, see
+bench/device.py), dtype (auto → bfloat16/float16 on a GPU, float32 on the CPU), processes (corpus encoding in
+several processes with sentence-transformers' multi-process pool; 0 = one per GPU of the placement when there are
+several, else one), batch_size, shard_size (documents per cached shard), max_seq_length, query_prompt,
+document_prompt.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from bench.cache import stable_hash
-from bench.encode import DEFAULT_SHARD_SIZE, CorpusEncoder, ModelSource, resolve_model, select_device, select_dtype
+from bench.device import Placement, combine, normalise_precision
+from bench.encode import DEFAULT_SHARD_SIZE, CorpusEncoder, ModelSource, resolve_model
 from bench.errors import BenchError
 from bench.params import positive
 from bench.progress import STDERR, make_progress
@@ -119,6 +122,7 @@ class DenseParams:
     trust_remote_code: bool = False
     device: str = "auto"
     dtype: str = "auto"
+    processes: int = 0
     batch_size: int = 32
     shard_size: int = DEFAULT_SHARD_SIZE
     max_seq_length: int | None = None
@@ -127,6 +131,8 @@ class DenseParams:
 
     def __post_init__(self) -> None:
         positive(self, batch_size=self.batch_size, shard_size=self.shard_size)
+        if self.processes < 0:
+            raise BenchError(f"processes must be ≥ 0, got {self.processes}")
         if self.max_seq_length is not None:
             positive(self, max_seq_length=self.max_seq_length)
 
@@ -173,9 +179,44 @@ class DenseModel:
         self.max_seq_length = params.max_seq_length or (bert_cfg.get("max_seq_length") if self.st_config else None) \
             or p.max_seq_length
         self.pooling, self.normalize = self._pooling(folder)
-        self.device = select_device(params.device)
-        self.dtype = select_dtype(params.dtype, self.device)
+        self._placement: Placement | None = None
+        normalise_precision(params.dtype)  # a bad dtype is an error now, not at the first encode
+        if params.device != "auto":  # an explicit -r device= (and its dtype) is resolved, and checked, at once
+            self._placement = combine(params.device, params.dtype, None)
         self._model: Any = None
+        self._pool: Any = None
+
+    # ---------------------------------------------------------------- placement
+
+    def place(self, run: Placement | None) -> None:
+        """Adopt the run's placement (`--device`) unless `-r device=` / `-r dtype=` ask otherwise; before loading."""
+        if self._model is not None:
+            return
+        self._placement = combine(self.params.device, self.params.dtype, run)
+
+    @property
+    def placement(self) -> Placement:
+        if self._placement is None:
+            self._placement = combine(self.params.device, self.params.dtype, None)
+        return self._placement
+
+    @property
+    def device(self) -> str:
+        return self.placement.torch_device
+
+    @property
+    def dtype(self) -> str:
+        return self.placement.precision
+
+    def pool_devices(self) -> list[str]:
+        """Devices of the multi-process encoding pool: empty for one process."""
+        p = self.placement
+        n = self.params.processes or (len(p.gpus) if p.on_gpu else 1)
+        if n <= 1:
+            return []
+        if p.on_gpu:
+            return [f"cuda:{p.gpus[i % len(p.gpus)]}" for i in range(n)]
+        return ["cpu"] * n
 
     @staticmethod
     def _prompt(explicit: str | None, model_prompts: dict[str, str], names: list[str | None],
@@ -223,6 +264,7 @@ class DenseModel:
             "sentence_transformers_config": self.st_config, "pooling": self.pooling, "normalize": self.normalize,
             "similarity": p.similarity, "harness_similarity": "cosine", "add_eos": p.add_eos,
             "max_seq_length": self.max_seq_length, "device": self.device, "dtype": self.dtype,
+            "placement": self.placement.record(), "processes": len(self.pool_devices()) or 1,
             "trust_remote_code": self.params.trust_remote_code, "source": p.source,
         }
 
@@ -273,12 +315,27 @@ class DenseModel:
         model.eval()
         return model
 
-    def encode(self, texts: list[str], prompt: str, advance: Any = None) -> np.ndarray:
-        """float32 (len(texts), d): the model's sentence embeddings of prompt + text (+ EOS for add_eos models)."""
+    def encode(self, texts: list[str], prompt: str, advance: Any = None, pool: bool = False) -> np.ndarray:
+        """float32 (len(texts), d): the model's sentence embeddings of prompt + text (+ EOS for add_eos models).
+
+        `pool=True` (corpus shards) encodes with sentence-transformers' multi-process pool when `pool_devices()`
+        names several devices: one process per GPU, or `processes` CPU processes."""
         model = self.model()
         if self.preset.add_eos:
             eos = model[0].tokenizer.eos_token or ""
             texts = [t + eos for t in texts]
+        devices = self.pool_devices() if pool else []
+        if devices:
+            if self._pool is None:
+                import weakref
+
+                self._pool = model.start_multi_process_pool(target_devices=devices)
+                weakref.finalize(self, model.stop_multi_process_pool, self._pool)
+            emb = model.encode(texts, prompt=prompt, batch_size=self.params.batch_size, convert_to_numpy=True,
+                               show_progress_bar=False, pool=self._pool)
+            if advance is not None:
+                advance(len(texts))
+            return np.asarray(emb, dtype=np.float32)
         handle = None
         if advance is not None:
             handle = model.register_forward_hook(lambda _m, _a, out: advance(int(out["sentence_embedding"].shape[0])))
@@ -292,7 +349,7 @@ class DenseModel:
 
     def document_encoder(self) -> CorpusEncoder:
         return CorpusEncoder(
-            self.space(), lambda texts, advance: self.encode(texts, self.document_prompt, advance),
+            self.space(), lambda texts, advance: self.encode(texts, self.document_prompt, advance, pool=True),
             shard_size=self.params.shard_size,
             describe={"model_id": self.source.model_id, "model": self.source.identity,
                       "document_prompt": self.document_prompt, "dtype": self.dtype},
@@ -313,6 +370,10 @@ class DenseRetriever(Retriever):
         else:
             preset = PRESETS[name]
         self.dense = DenseModel(preset, params, name)
+
+    def place(self, placement: Placement | None) -> None:
+        """The run's placement (`bench run --device`); `-r device=` wins over it."""
+        self.dense.place(placement)
 
     def document_encoder(self, task: TaskData) -> CorpusEncoder:
         if task.modality != "text":

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from bench.cache import stable_hash
-from bench.encode import DEFAULT_SHARD_SIZE, CorpusEncoder, resolve_model, select_device
+from bench.device import Placement, combine
+from bench.encode import DEFAULT_SHARD_SIZE, CorpusEncoder, resolve_model
 from bench.errors import BenchError
 from bench.params import positive
 from bench.progress import STDERR, make_progress
@@ -85,8 +86,25 @@ class MtebRetriever(Retriever):
         except Exception as exc:
             raise BenchError(f"mteb has no task {params.mteb_task!r} (-r mteb_task=): {exc}") from None
         self.source = resolve_model(params.model_path, model_id=self.meta.name) if params.model_path else None
-        self.device = select_device(params.device)
+        self._placement: Placement | None = None
         self._model: Any = None
+
+    # ---------------------------------------------------------------- placement
+
+    def place(self, placement: Placement | None) -> None:
+        """The run's placement (`bench run --device`); `-r device=` wins over it. Takes effect before loading."""
+        if self._model is None:
+            self._placement = combine(self.params.device, "auto", placement)
+
+    @property
+    def placement(self) -> Placement:
+        if self._placement is None:
+            self._placement = combine(self.params.device, "auto", None)
+        return self._placement
+
+    @property
+    def device(self) -> str:
+        return self.placement.torch_device
 
     # ---------------------------------------------------------------- identity
 
@@ -106,7 +124,7 @@ class MtebRetriever(Retriever):
             "model_id": self.meta.name, "revision": self.meta.revision, "mteb_version": self.mteb.__version__,
             "mteb_task": self.params.mteb_task, "loader": _loader_name(self.meta.loader),
             "similarity": str(getattr(self.meta.similarity_fn_name, "value", self.meta.similarity_fn_name)),
-            "harness_similarity": "cosine", "device": self.device,
+            "harness_similarity": "cosine", "device": self.device, "placement": self.placement.record(),
             **({"model_path": str(self.source.path), "weights_sha256": self.source.weights_sha256,
                 "weights_revision": self.source.revision} if self.source else {}),
         }

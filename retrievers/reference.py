@@ -2,29 +2,61 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from bench.errors import BenchError
 from bench.registry import register_retriever
-from bench.retriever import Retriever, RunContext
-from bench.task import Split
+from bench.retriever import DocumentEncoder, Retriever, RunContext
+from bench.stages.base import QueryVectors
+from bench.task import Split, TaskData
+
+
+@dataclass(frozen=True)
+class OracleParams:
+    encoder: str | None = None  # text tasks: the retriever whose document encoder embeds the corpus (e.g. minilm)
 
 
 @register_retriever(
     "oracle",
-    description="emits one query vector per answer: the embedding of each cluster's first gold doc (upper bound)",
+    description="emits one query vector per answer: the embedding of each cluster's first gold doc (upper bound); "
+                "on a text task give the document space with -r encoder=minilm",
     kind="reference",
+    params=OracleParams,
 )
 class OracleRetriever(Retriever):
     """Cheats by reading the targets: every cluster's representative is retrieved at rank ≤ m, so MRECALL@k = 1
-    for every k ≥ m. Queries with fewer answers than the most in the split repeat their last vector (merging
-    de-duplicates)."""
+    for every k ≥ m (with round-robin fusion). A query with fewer answers than the most in the split has fewer
+    vectors (QueryVectors' mask), so score-based fusion (rrf, combsum) counts each answer once.
 
-    def encode_queries(self, split: Split, ctx: RunContext) -> np.ndarray:
+    On a text task `encoder` names a retriever (minilm, st:…) whose document encoder embeds the corpus: the oracle's
+    vectors are gold documents in that space, an AMER-style multi-vector system without training."""
+
+    def __init__(self, params: OracleParams | None, name: str, spec: str | None = None) -> None:
+        super().__init__(params or OracleParams(), name, spec)
+        self._encoder: Retriever | None = None
+
+    def document_encoder(self, task: TaskData) -> DocumentEncoder | None:
+        if self.params.encoder is None:
+            return None
+        if self._encoder is None:
+            from bench.pipeline import build_retriever
+
+            self._encoder = build_retriever(self.params.encoder)
+            if self._encoder.produces != "vectors":
+                raise BenchError(f"oracle: encoder {self.params.encoder!r} has no document embeddings")
+        return self._encoder.document_encoder(task)
+
+    def encode_queries(self, split: Split, ctx: RunContext) -> QueryVectors:
         reps = split.targets.representatives()
         m = int(split.targets.n_clusters.max())
-        rows = np.stack([np.concatenate([r, np.repeat(r[-1:], m - len(r))]) for r in reps])
-        return np.asarray(ctx.corpus_embeddings[rows], dtype=np.float32)
+        rows = np.stack([np.concatenate([r, np.full(m - len(r), r[-1])]) for r in reps])
+        mask = np.arange(m)[None, :] < split.targets.n_clusters[:, None]
+        store = ctx.corpus_embeddings
+        assert store is not None
+        vecs = store.gather(rows) if hasattr(store, "gather") else np.asarray(store[rows])
+        return QueryVectors(np.asarray(vecs, dtype=np.float32), mask)
 
 
 @register_retriever(

@@ -8,14 +8,27 @@ random negative per positive.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from bench.registry import register_retriever
+from bench.retriever import RunContext
 from retrievers.amer import QueryEncoderParams, TrainedQueryEncoder
 
 
 @dataclass(frozen=True)
 class SingleQueryParams(QueryEncoderParams):
-    """The shared model and training settings; Single-Query adds none."""
+    """The shared model and training settings, plus the training objective: `rand1` (one random positive per step,
+    bench/train/objectives/rand1.py) or a multi-positive one over every answer (`joint`, `summarg`, `lsepair`)."""
+
+    objective: str = "rand1"
+
+    def __post_init__(self) -> None:
+        QueryEncoderParams.__post_init__(self)
+        from bench.train.objectives import get_objective, objective_names
+
+        names = [n for n in objective_names() if not get_objective(n).autoregressive]
+        if self.objective not in names:
+            raise ValueError(f"objective must be one of {', '.join(names)}, got {self.objective!r}")
 
 
 @register_retriever(
@@ -26,4 +39,11 @@ class SingleQueryParams(QueryEncoderParams):
     params=SingleQueryParams,
 )
 class SingleQueryRetriever(TrainedQueryEncoder):
-    objective = "single"
+    @property  # type: ignore[override]
+    def objective(self) -> str:  # -r objective=rand1|joint|summarg|lsepair
+        return str(self.params.objective)
+
+    def key_config(self, ctx: RunContext) -> dict[str, Any]:
+        config = super().key_config(ctx)
+        config["params"].pop("objective", None)  # already the key's "objective": rand1 checkpoints keep their key
+        return config

@@ -12,6 +12,12 @@ Six settings: {linear, mlp} × {single, multi, ood}.
   ood = train evenly from the first four, test from the fifth.
 - corpus: every target of train and test plus N(0, I) negatives, shuffled; similarity is cosine.
 
+Varying number of targets (`-t m=2..5`; default `m=5`, the paper's setting, generated exactly as before): input x
+keeps the first c(x) of its five targets, with c(x) = m_lo + (Σ_j 2^j·[x_j > 0]) mod (m_hi − m_lo + 1) over its first
+⌈log2(m_hi − m_lo + 1)⌉ coordinates — a function of the input, so a model can learn how many answers a query has
+(for 2..5: c = 2 + 2·[x_0 > 0] + [x_1 > 0], each count a quarter of N(0, I) inputs). Only the kept targets enter
+the corpus; the task records m = "2..5" and every query's own number of answer clusters.
+
 Defaults are CPU-sized: d = 128, 4,000 train, 500 test, 77,500 negatives, so the corpus holds 100,000 vectors
 (22,500 targets). Generation is deterministic for a seed and cached on disk.
 """
@@ -23,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import erf
 
-from bench.cache import array_hash, load_or_build_arrays, stable_hash
+from bench.cache import array_hash, cache_root, load_or_build_arrays, stable_hash
 from bench.params import positive
 from bench.progress import STDERR
 from bench.registry import register_task
@@ -34,6 +40,7 @@ M_TARGETS = 5
 TRANSFORMS = ("linear", "mlp")
 SETTINGS = ("single", "multi", "ood")
 DISTRIBUTIONS = ("normal", "normal-4", "correlated", "uniform", "laplace-noise")
+ARRAYS = ("corpus", "train_x", "test_x", "train_targets", "test_targets")  # what a cached task file must hold
 
 
 @dataclass(frozen=True)
@@ -44,13 +51,39 @@ class SyntheticParams:
     n_negatives: int = 77_500
     seed: int = 0
     mlp_variant: str = "negated"
+    m: str = "5"  # targets per input: "5", or a range "lo..hi" (1 ≤ lo ≤ hi ≤ 5) counted from the input's signs
 
     def __post_init__(self) -> None:
+        target_range(self.m)
         positive(self, d=self.d, n_train=self.n_train, n_test=self.n_test)
         if self.n_negatives < 0:
             raise ValueError(f"n_negatives must be ≥ 0, got {self.n_negatives}")
         if self.mlp_variant not in ("negated", "paper"):
             raise ValueError(f"mlp_variant must be 'negated' or 'paper', got {self.mlp_variant!r}")
+
+
+def target_range(m: str) -> tuple[int, int]:
+    """(lo, hi) of the `m` parameter: "5" → (5, 5), "2..5" → (2, 5); ValueError otherwise."""
+    text = str(m).strip()
+    lo_s, sep, hi_s = text.partition("..")
+    try:
+        lo, hi = (int(lo_s), int(hi_s)) if sep else (int(text), int(text))
+    except ValueError:
+        raise ValueError(f"m must be a count (5) or a range lo..hi (2..5), got {m!r}") from None
+    if not 1 <= lo <= hi <= M_TARGETS:
+        raise ValueError(f"m must lie within 1..{M_TARGETS} with lo ≤ hi, got {m!r}")
+    if not sep and lo != M_TARGETS:
+        raise ValueError(f"a fixed m must be {M_TARGETS} (the five transformations); use a range such as 2..5")
+    return lo, hi
+
+
+def target_counts(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """c(x) = lo + (Σ_j 2^j·[x_j > 0]) mod (hi − lo + 1) over the first ⌈log2(hi − lo + 1)⌉ coordinates (module
+    docstring): how many of its targets input x keeps."""
+    k = hi - lo + 1
+    bits = int(np.ceil(np.log2(k))) if k > 1 else 0
+    code = sum((x[:, j] > 0).astype(np.int64) << j for j in range(bits)) if bits else np.zeros(len(x), np.int64)
+    return lo + np.asarray(code) % k
 
 
 def random_rotation(rng: np.random.Generator, d: int) -> np.ndarray:
@@ -138,6 +171,9 @@ def generate(kind: str, setting: str, p: SyntheticParams) -> dict[str, np.ndarra
     y_train = transform(kind, x_train, mats, p.mlp_variant)
     y_test = transform(kind, x_test, mats, p.mlp_variant)
     negatives = rng.standard_normal((p.n_negatives, d))
+    lo, hi = target_range(p.m)
+    if (lo, hi) != (M_TARGETS, M_TARGETS):
+        return _varying(x_train, x_test, y_train, y_test, negatives, lo, hi, rng)
     docs = np.concatenate([y_train.reshape(-1, d), y_test.reshape(-1, d), negatives]).astype(np.float32)
     perm = rng.permutation(len(docs))  # row perm[j] of `docs` goes to corpus row j
     where = np.empty_like(perm)
@@ -152,13 +188,34 @@ def generate(kind: str, setting: str, p: SyntheticParams) -> dict[str, np.ndarra
     }
 
 
+def _varying(x_train: np.ndarray, x_test: np.ndarray, y_train: np.ndarray, y_test: np.ndarray,
+             negatives: np.ndarray, lo: int, hi: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """`generate`'s arrays when input x keeps only its first c(x) targets: target rows are −1 past c(x)."""
+    d = x_train.shape[1]
+    keep_tr = np.arange(M_TARGETS)[None, :] < target_counts(x_train, lo, hi)[:, None]
+    keep_te = np.arange(M_TARGETS)[None, :] < target_counts(x_test, lo, hi)[:, None]
+    docs = np.concatenate([y_train[keep_tr], y_test[keep_te], negatives.reshape(-1, d)]).astype(np.float32)
+    perm = rng.permutation(len(docs))
+    where = np.empty_like(perm)
+    where[perm] = np.arange(len(perm))
+    n_tr = int(keep_tr.sum())
+    rows_tr = np.full(keep_tr.shape, -1, dtype=np.int64)
+    rows_te = np.full(keep_te.shape, -1, dtype=np.int64)
+    rows_tr[keep_tr] = where[:n_tr]
+    rows_te[keep_te] = where[n_tr:n_tr + int(keep_te.sum())]
+    return {"corpus": docs[perm], "train_x": x_train.astype(np.float32), "test_x": x_test.astype(np.float32),
+            "train_targets": rows_tr, "test_targets": rows_te}
+
+
 def _targets(rows: np.ndarray) -> Targets:
+    """One single-document cluster per target row; −1 marks a target the input does not have (varying m)."""
     n, m = rows.shape
+    keep = rows.reshape(-1) >= 0
     return Targets(
-        np.repeat(np.arange(n, dtype=np.int64), m),
-        np.tile(np.arange(m, dtype=np.int64), n),
-        rows.reshape(-1).astype(np.int64),
-        np.full(n, m, dtype=np.int64),
+        np.repeat(np.arange(n, dtype=np.int64), m)[keep],
+        np.tile(np.arange(m, dtype=np.int64), n)[keep],
+        rows.reshape(-1).astype(np.int64)[keep],
+        (rows >= 0).sum(axis=1).astype(np.int64),
     )
 
 
@@ -171,14 +228,29 @@ class SyntheticTask(Task):
         super().__init__(params, name)
         _, self.kind, self.setting = name.split("-")
 
+    def cache_key(self) -> str:
+        params = dict(self.params.__dict__)
+        if params.get("m") == str(M_TARGETS):  # the default keeps the key (and cached file) it had before `m`
+            params.pop("m")
+        return stable_hash(["synthetic", GENERATOR_VERSION, self.kind, self.setting, params])
+
+    def planned_cache_bytes(self) -> int:
+        """What a first run writes to the cache: the task file and the corpus index (0 when the task is cached)."""
+        p: SyntheticParams = self.params
+        if (cache_root() / "synthetic" / f"{self.cache_key()}.npz").exists():
+            return 0
+        n_docs = (p.n_train + p.n_test) * M_TARGETS + p.n_negatives
+        task_file = 4 * p.d * (n_docs + p.n_train + p.n_test) + 8 * M_TARGETS * (p.n_train + p.n_test)
+        return task_file + 4 * p.d * n_docs
+
     def load(self) -> TaskData:
         p: SyntheticParams = self.params
-        key = stable_hash(["synthetic", GENERATOR_VERSION, self.kind, self.setting, p.__dict__])
+        key = self.cache_key()
         def build() -> dict[str, np.ndarray]:
             with STDERR.status(f"generating {self.name} (d={p.d}, {p.n_train}+{p.n_test} queries)"):
                 return generate(self.kind, self.setting, p)
 
-        arrays = load_or_build_arrays("synthetic", key, build)
+        arrays = load_or_build_arrays("synthetic", key, build, required=ARRAYS)
         corpus = Corpus(ids=[f"d{i}" for i in range(len(arrays["corpus"]))], fingerprint=array_hash(arrays["corpus"]),
                         vectors=arrays["corpus"])
         splits = {
@@ -188,7 +260,8 @@ class SyntheticTask(Task):
         }
         info = {
             "transform": self.kind, "setting": self.setting, "generator_version": GENERATOR_VERSION,
-            "mlp_variant": p.mlp_variant if self.kind == "mlp" else None, "m": M_TARGETS,
+            "mlp_variant": p.mlp_variant if self.kind == "mlp" else None,
+            "m": M_TARGETS if target_range(p.m) == (M_TARGETS, M_TARGETS) else p.m,
             "target_representatives": "one doc per cluster (each cluster is a single target vector)",
         }
         return TaskData(self.name, corpus, splits, modality="vector", info=info)

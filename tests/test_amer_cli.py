@@ -16,9 +16,11 @@ def test_train_stores_a_checkpoint_that_a_second_call_reuses(capsys) -> None:
     args = ["train", "--retriever", "amer", "--task", "synthetic-mlp-multi", *TINY, *QUICK, "--device", "cpu"]
     assert main(args) == 0
     first = capsys.readouterr().out
-    assert "yes" in first
+    rows = {cells[0]: cells[1:] for line in first.splitlines()
+            if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) >= 2}
+    assert rows["trained now"] == ["yes"]
     stored = sorted((cache_root() / "checkpoints").glob("amer-*.safetensors"))
-    assert stored
+    assert len(stored) == 1 and "".join(rows["checkpoint"]) in str(stored[0])
     assert main(args) == 0
     assert "no (matching checkpoint found" in capsys.readouterr().out
     assert sorted((cache_root() / "checkpoints").glob("amer-*.safetensors")) == stored

@@ -80,7 +80,7 @@ def test_generic_task_needs_a_folder(tmp_path: Path) -> None:
 
 def test_limit_small_from_the_shared_folder(shared_data: Path) -> None:
     task = build_task("limit-small")
-    assert task.default_ks == (2, 10, 100)
+    assert task.default_ks == (2, 10, 20)  # LIMIT paper's cutoffs on the small set; @100 > 46 docs is refused
     data = task.load()
     test = data.split("test")
     assert len(data.corpus) == 46 and len(test) == 1000
@@ -102,4 +102,5 @@ def test_registered_with_their_kind() -> None:
     names = TASKS.all()
     for name in ("beir", "limit-small", "limit"):
         assert names[name].kind == "beir"
-    assert names["limit-small"].param_defaults() == {"data_dir": None}
+    assert names["limit-small"].param_defaults() == {
+        "data_dir": None, "train_fraction": 0.0, "val_fraction": 0.1, "split_seed": 0, "corpus_full_hash": False}

@@ -291,5 +291,9 @@ def test_dense_retrievers_refuse_vector_tasks() -> None:
 def test_bad_parameters() -> None:
     with pytest.raises(BenchError, match="batch_size must be > 0"):
         build_retriever("minilm", ["batch_size=0"])
-    with pytest.raises(BenchError, match="dtype=float16 needs a GPU"):
+    with pytest.raises(BenchError, match="precision float16 needs a GPU"):
         build_retriever("minilm", ["dtype=float16", "device=cpu"])
+    with pytest.raises(BenchError, match="precision/dtype must be auto, float32"):
+        build_retriever("minilm", ["dtype=int3"])
+    with pytest.raises(BenchError, match="processes must be ≥ 0"):
+        build_retriever("minilm", ["processes=-1"])

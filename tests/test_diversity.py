@@ -39,9 +39,9 @@ def test_representative_vs_all_gold_docs() -> None:
     −e1 (cos −1); all gold docs use e1, e2, −e1: cosines 0, −1, 0 → −1/3."""
     emb = np.stack([E[0], E[1], -E[0]])
     targets = Targets.from_nested([[[0, 1], [2]]])
-    assert div.DEFAULT_TARGET_MODE == "representative"
-    rep = div.target_diversity(targets, emb)
+    rep = div.target_diversity(targets, emb)  # the default: one representative per cluster (its value, by hand)
     every = div.target_diversity(targets, emb, mode="all")
+    assert rep.cos_sim.tolist() == div.target_diversity(targets, emb, mode="representative").cos_sim.tolist()
     assert rep.cos_sim[0] == pytest.approx(-1.0) and rep.n_vectors[0] == 2
     assert every.cos_sim[0] == pytest.approx(-1 / 3) and every.n_vectors[0] == 3
     assert [r.tolist() for r in div.target_rows(targets, "all")] == [[0, 1, 2]]

@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import encode as enc
 from bench.cache import cache_root
 from bench.encode import CorpusEncoder, ShardStore, encode_in_shards, folder_sha256, resolve_model
 from bench.errors import BenchError
-from bench.index import FlatIndex, l2_normalise
+from bench.index import FlatIndex, MappedStore, l2_normalise
 from bench.task import Corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +62,7 @@ def test_shards_are_written_and_a_rerun_encodes_nothing(cache: Path) -> None:
     first = FakeEncoder()
     out = run("k", first)
     assert out.shape == (23, 8) and first.texts == 23 and first.calls == 5
-    assert np.array_equal(out, np.stack([vec(t, 8) for t in TEXTS]))
+    assert np.array_equal(out, expected_embeddings())
     store = ShardStore("k")
     assert store.complete() and sorted(p.name for p in store.root.glob("shard-*.npy")) == [
         f"shard-{i:05d}.npy" for i in range(5)]
@@ -93,7 +92,7 @@ def test_resume_keeps_the_shard_boundaries_it_started_with(cache: Path) -> None:
     out = run("k", rest, shard_size=7)
     assert rest.calls == 4  # shards 2..5 of size 5 (the first was on disk), not shards of 7
     assert json.loads(ShardStore("k").meta_path.read_text())["shard_size"] == 5
-    assert np.array_equal(out, np.stack([vec(t, 8) for t in TEXTS]))
+    assert np.array_equal(out, expected_embeddings())
 
 
 def test_encoder_dimension_that_does_not_match_the_shards_on_disk(cache: Path) -> None:
@@ -110,6 +109,7 @@ def test_shard_on_disk_with_a_wrong_dimension(cache: Path) -> None:
     run("k", FakeEncoder(dim=8))
     store = ShardStore("k")
     np.save(store.shard_path(2), np.zeros((5, 12), dtype=np.float32))
+    store.shard_path(2).with_name("shard-00002.npy.manifest.json").unlink()  # else its manifest flags it: re-encoded
     with pytest.raises(BenchError) as err:
         run("k", FakeEncoder(dim=8))
     assert str(err.value) == (
@@ -131,7 +131,7 @@ def test_stray_temp_file_of_a_killed_write_is_ignored(cache: Path) -> None:
         run("k", FakeEncoder(fail_after=1))
     store = ShardStore("k")
     (store.root / ".shard-00001.npy.abc123.tmp").write_bytes(b"partial")
-    assert np.array_equal(run("k", FakeEncoder()), np.stack([vec(t, 8) for t in TEXTS]))
+    assert np.array_equal(run("k", FakeEncoder()), expected_embeddings())
 
 
 class Reader:
@@ -143,6 +143,11 @@ class Reader:
             yield f"d{i}", "", t
 
 
+def expected_embeddings() -> np.ndarray:
+    """What the shards hold: the fake encoder's vectors, L2-normalised at encode time."""
+    return l2_normalise(np.stack([vec(t, 8) for t in TEXTS]))
+
+
 def corpus_of(texts: list[str], fingerprint: str = "fp") -> Corpus:
     return Corpus(ids=[f"d{i}" for i in range(len(texts))], fingerprint=fingerprint, source=Reader(texts))
 
@@ -151,7 +156,7 @@ def test_corpus_encoder_keys_by_space_and_corpus(cache: Path) -> None:
     fake = FakeEncoder()
     encoder = CorpusEncoder("space-a", fake, shard_size=4)
     full = encoder.encode_corpus(corpus_of(TEXTS))
-    assert np.array_equal(full, np.stack([vec(t, 8) for t in TEXTS]))
+    assert np.array_equal(full, expected_embeddings())
     assert encoder.embedding_key(corpus_of(TEXTS)) != encoder.embedding_key(corpus_of(TEXTS, "other"))
     assert encoder.embedding_key(corpus_of(TEXTS)) != CorpusEncoder("space-b", fake).embedding_key(corpus_of(TEXTS))
     before = fake.texts
@@ -159,14 +164,29 @@ def test_corpus_encoder_keys_by_space_and_corpus(cache: Path) -> None:
     assert fake.texts == before
 
 
-def test_index_is_built_from_shards(cache: Path) -> None:
+def test_the_index_searches_the_shards_in_place(cache: Path) -> None:
     encoder = CorpusEncoder("s", FakeEncoder(), shard_size=4)
-    index = FlatIndex.cached("idx", lambda: encoder.encode_corpus_shards(corpus_of(TEXTS)), device="cpu")
-    expected = l2_normalise(np.stack([vec(t, 8) for t in TEXTS]))
-    assert np.array_equal(index.vectors(), expected)
-    assert index.path == cache_root() / "indexes" / "idx.faiss" and index.path.exists()
-    loaded = FlatIndex.cached("idx", lambda: pytest.fail("rebuilt"), device="cpu")
-    assert np.array_equal(loaded.vectors(), expected) and loaded.path == index.path
+    for _ in encoder.encode_corpus_shards(corpus_of(TEXTS)):
+        pass
+    store = MappedStore.from_shard_store(encoder.shard_store(corpus_of(TEXTS)))
+    assert store.n_blocks == 6 and store.ntotal == 23 and store.storage == "float32"
+    assert np.array_equal(np.asarray(store), expected_embeddings())
+    index = FlatIndex(store, "cpu")
+    q = np.stack([vec(t, 8) for t in TEXTS[:5]])
+    _, rows = index.search(q, 3)
+    assert rows[:, 0].tolist() == [0, 1, 2, 3, 4]
+    assert not (cache_root() / "indexes").exists()  # no second copy of the embeddings
+
+
+def test_float16_shards_halve_the_store(cache: Path) -> None:
+    encoder = CorpusEncoder("s", FakeEncoder(), shard_size=4)
+    encoder.storage = "float16"
+    half = encoder.encode_corpus(corpus_of(TEXTS))
+    store = MappedStore.from_shard_store(encoder.shard_store(corpus_of(TEXTS)))
+    assert store.storage == "float16" and encoder.embedding_key(corpus_of(TEXTS)) != CorpusEncoder(
+        "s", FakeEncoder()).embedding_key(corpus_of(TEXTS))
+    np.testing.assert_allclose(half, expected_embeddings(), atol=1e-3)
+    assert np.array_equal(store.gather([3, 0]), half[[3, 0]])
 
 
 def test_index_blocks_of_different_dimension() -> None:
@@ -174,27 +194,6 @@ def test_index_blocks_of_different_dimension() -> None:
     with pytest.raises(BenchError, match=r"embedding rows 3–4, field 'dim': 6-dim vectors, but the index being "
                                          r"built holds 4-dim vectors"):
         FlatIndex.from_blocks(blocks, device="cpu")
-
-
-def test_select_device_and_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(enc, "cuda_available", lambda: False)
-    assert enc.select_device("auto") == "cpu"
-    assert enc.select_dtype("auto", "cpu") == "float32"
-    with pytest.raises(BenchError, match="sees no CUDA GPU"):
-        enc.select_device("cuda")
-    with pytest.raises(BenchError, match="needs a GPU"):
-        enc.select_dtype("fp16", "cpu")
-    with pytest.raises(BenchError, match="device must be"):
-        enc.select_device("tpu")
-    monkeypatch.setattr(enc, "cuda_available", lambda: True)
-    assert enc.select_device("auto") == "cuda"
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert enc.select_dtype("auto", "cuda") == "bfloat16"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert enc.select_dtype("auto", "cuda") == "float16"
-    assert enc.select_dtype("bf16", "cuda:0") == "bfloat16"
 
 
 def test_folder_fingerprint_follows_the_files(cache: Path, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from bench.errors import BenchError
 from bench.pipeline import Session, run
-from bench.results import find_runs, load_run
+from bench.results import SCHEMA_VERSION, find_runs, load_run
 
 SMALL = ["d=32", "n_train=50", "n_test=40", "n_negatives=2000"]
 
@@ -23,7 +23,13 @@ def test_oracle_and_input_on_the_default_task(tmp_path) -> None:
     assert inp.summary["MRECALL@10"] < 0.5
     # the identity target is always found by the input vector itself: Recall@10 is exactly 1/5
     assert inp.summary["Recall@10"] == pytest.approx(0.2)
-    assert len(session._indexes) == 1  # one index, shared by both retrievers
+    # one index, shared by both retrievers: the session hands the same object to a second retriever on this corpus
+    from bench.pipeline import build_retriever, build_task
+
+    data = session.task_data(build_task("synthetic-linear-single"))
+    assert session.corpus_index(data, build_retriever("oracle"))[1] is session.corpus_index(data,
+                                                                                           build_retriever("input"))[1]
+    assert oracle.retriever_info["doc_space"] == inp.retriever_info["doc_space"] == "vectors"
     for path, rec in ((p1, oracle), (p2, inp)):
         again = load_run(path)
         assert again.summary == rec.summary and again.per_query == rec.per_query
@@ -33,9 +39,9 @@ def test_oracle_and_input_on_the_default_task(tmp_path) -> None:
 def test_result_records_provenance(tmp_path) -> None:
     rec, path = run("synthetic-mlp-ood", "input", (5,), task_params=SMALL, seed=7, results_dir=tmp_path)
     data = json.loads(path.read_text())
-    assert data["schema_version"] == 1
-    assert data["task_params"] == {"d": 32, "n_train": 50, "n_test": 40, "n_negatives": 2000, "seed": 0,
-                                   "mlp_variant": "negated"}
+    assert data["schema_version"] == SCHEMA_VERSION
+    expect = {"d": 32, "n_train": 50, "n_test": 40, "n_negatives": 2000, "seed": 0, "mlp_variant": "negated"}
+    assert {k: data["task_params"].get(k) for k in expect} == expect  # every parameter, defaults included
     assert data["seed"] == 7
     assert set(data["data_hash"]) == {"corpus", "train", "test"}
     assert "numpy" in data["versions"] and "faiss-cpu" in data["versions"]
@@ -57,7 +63,8 @@ def test_trec_file_is_in_ranking_order(tmp_path) -> None:
     lines = path.with_suffix(".trec").read_text().splitlines()
     first = [ln.split() for ln in lines if ln.startswith(rec.query_ids[0] + " ")]
     assert [int(f[3]) for f in first] == list(range(1, len(first) + 1))
-    assert [int(f[4]) for f in first] == sorted((int(f[4]) for f in first), reverse=True)
+    scores = [float(f[4]) for f in first]  # the real fused scores (round-robin: 1/rank), never increasing
+    assert scores == sorted(scores, reverse=True) and scores[0] == 1.0 and scores[1] == 0.5
     assert all(f[1] == "Q0" and f[5] == "oracle" for f in first)
 
 

@@ -17,8 +17,9 @@ def _unit(*shape: int, seed: int) -> torch.Tensor:
     return F.normalize(torch.randn(*shape, generator=g, dtype=torch.float64), dim=-1)
 
 
-def _brute_force(preds, pos, neg, tau, mask) -> float:
-    """Σ_b min over injective maps targets → predictions of Σ ℓ, divided by the number of targets (numpy)."""
+def _brute_force(preds, pos, neg, tau, mask, reduction: str = "example") -> float:
+    """min over injective maps targets → predictions of Σ ℓ per example; then the mean over examples of the
+    per-example mean (reduction="example") or the sum over examples divided by the number of targets (numpy)."""
     p, y, n, mk = (t.numpy() for t in (preds, pos, neg, mask))
     b, m, d = p.shape
     cands = np.concatenate([y.reshape(-1, d), n.reshape(-1, d)])
@@ -31,8 +32,12 @@ def _brute_force(preds, pos, neg, tau, mask) -> float:
         cost = lse[:, None] - (p[e] @ y[e][targets].T) / tau  # (m, T_e)
         best = min(sum(cost[perm[j], j] for j in range(len(targets)))
                    for perm in itertools.permutations(range(m), len(targets)))
-        total += best
-        count += len(targets)
+        if reduction == "example":
+            total += best / len(targets)
+            count += 1
+        else:
+            total += best
+            count += len(targets)
     return total / count
 
 
@@ -64,6 +69,9 @@ def test_masked_targets_and_spare_predictions_match_brute_force() -> None:
     mask = torch.tensor([[True, True, True, True], [True, True, False, False], [True, False, False, False]])
     loss, assignment = matched_infonce(preds, pos, neg, tau, mask)
     assert loss.item() == pytest.approx(_brute_force(preds, pos, neg, tau, mask), rel=1e-9)
+    per_target, _ = matched_infonce(preds, pos, neg, tau, mask, reduction="target")
+    assert per_target.item() == pytest.approx(_brute_force(preds, pos, neg, tau, mask, "target"), rel=1e-9)
+    assert per_target.item() != pytest.approx(loss.item())  # unequal counts: the two averages differ
     assert (assignment[1] >= 0).sum() == 2 and (assignment[2] >= 0).sum() == 1
     assert set(assignment[1][assignment[1] >= 0].tolist()) == {0, 1}
 
@@ -92,3 +100,22 @@ def test_more_targets_than_predictions_is_an_error() -> None:
         matched_infonce(_unit(2, 1, 4, seed=1), _unit(2, 2, 4, seed=2), _unit(2, 2, 4, seed=3), 0.1)
     with pytest.raises(ValueError, match="shapes"):
         matched_infonce(_unit(2, 2, 4, seed=1), _unit(2, 2, 4, seed=2), _unit(2, 3, 4, seed=3), 0.1)
+
+
+@pytest.mark.parametrize("reduction", ["example", "target"])
+def test_padding_does_not_change_the_loss_of_real_targets(reduction: str) -> None:
+    """Padded target slots (any content) are neither targets nor candidates: more padding, same loss and gradient."""
+    b, m, d, tau = 3, 5, 6, 0.1
+    preds = _unit(b, m, d, seed=30).requires_grad_(True)
+    pos, neg = _unit(b, 3, d, seed=31), _unit(b, 3, d, seed=32)
+    mask = torch.tensor([[True, True, True], [True, True, False], [True, False, False]])
+    loss, assignment = matched_infonce(preds, pos, neg, tau, mask, reduction=reduction)
+    (grad,) = torch.autograd.grad(loss, preds)
+    junk_pos, junk_neg = _unit(b, 2, d, seed=33), _unit(b, 2, d, seed=34)
+    padded_pos, padded_neg = torch.cat([pos, junk_pos], 1), torch.cat([neg, junk_neg], 1)
+    padded_mask = torch.cat([mask, torch.zeros(b, 2, dtype=torch.bool)], 1)
+    loss2, assignment2 = matched_infonce(preds, padded_pos, padded_neg, tau, padded_mask, reduction=reduction)
+    (grad2,) = torch.autograd.grad(loss2, preds)
+    assert loss2.item() == pytest.approx(loss.item(), rel=1e-12)
+    assert torch.allclose(grad, grad2, atol=1e-12)
+    assert np.array_equal(assignment, assignment2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -59,7 +60,7 @@ def test_teacher_forced_rollout_equals_one_pass_over_the_target_sequence() -> No
     """p = 0 feeds the targets: the cached step-by-step rollout equals one causal pass over [prefix, y1, y2]."""
     model = _encoder()
     x, y = _batch()
-    rolled = model.rollout(model.vector_prefix(x), 3, teacher=y, p_predicted=0.0, generator=torch.Generator())
+    rolled = model.rollout(model.vector_prefix(x), 3, teacher=y, use_pred=torch.zeros(4, 2, dtype=torch.bool))
     seq = torch.cat([model.vector_prefix(x), model.target_proj(y[:, :2])], dim=1)
     hidden = model.backbone(inputs_embeds=seq).last_hidden_state
     one_pass = F.normalize(model.out_proj(hidden), dim=-1)
@@ -71,8 +72,8 @@ def test_predicted_rollout_equals_generation_and_differs_from_teacher_forcing() 
     model = _encoder()
     x, y = _batch()
     free = model.generate(x, 3)
-    rolled = model.rollout(model.vector_prefix(x), 3, teacher=y, p_predicted=1.0, generator=torch.Generator())
-    forced = model.rollout(model.vector_prefix(x), 3, teacher=y, p_predicted=0.0, generator=torch.Generator())
+    rolled = model.rollout(model.vector_prefix(x), 3, teacher=y, use_pred=torch.ones(4, 2, dtype=torch.bool))
+    forced = model.rollout(model.vector_prefix(x), 3, teacher=y, use_pred=torch.zeros(4, 2, dtype=torch.bool))
     torch.testing.assert_close(rolled, free)
     assert torch.equal(free[:, 0], forced[:, 0])  # the first vector sees only the query
     assert not torch.allclose(free[:, 1:], forced[:, 1:])
@@ -80,18 +81,25 @@ def test_predicted_rollout_equals_generation_and_differs_from_teacher_forcing() 
 
 
 @torch.no_grad()
-def test_rollout_feeds_predictions_with_probability_p() -> None:
-    """With p = 0.5 each example and step picks its own input: the share of predicted inputs tracks p."""
+def test_rollout_feeds_predictions_where_the_batch_says_and_the_share_tracks_p() -> None:
+    """The batch draws, per example and step, whether to feed the prediction (share ≈ p); the rollout obeys it."""
+    from bench.task import Split, Targets
+    from bench.train.data import TrainingExamples, draw_batch
+
     model = _encoder()
     b = 400
     x = torch.randn(b, 6, generator=torch.Generator().manual_seed(2))
     y = F.normalize(torch.randn(b, 2, 8, generator=torch.Generator().manual_seed(3)), dim=-1)
+    split = Split("train", [str(i) for i in range(b)], Targets.from_nested([[[0], [1]]] * b), vectors=x.numpy())
+    batch = draw_batch(TrainingExamples.from_split(split), np.arange(b), 50, 0.5, np.random.default_rng(4))
+    use_pred = torch.from_numpy(batch.use_pred)
+    assert use_pred.shape == (b, 1)
     free = model.generate(x, 2)
-    forced = model.rollout(model.vector_prefix(x), 2, teacher=y, p_predicted=0.0, generator=torch.Generator())
-    mixed = model.rollout(model.vector_prefix(x), 2, teacher=y, p_predicted=0.5,
-                          generator=torch.Generator().manual_seed(4))
+    forced = model.rollout(model.vector_prefix(x), 2, teacher=y, use_pred=torch.zeros(b, 1, dtype=torch.bool))
+    mixed = model.rollout(model.vector_prefix(x), 2, teacher=y, use_pred=use_pred)
     took_pred = (mixed[:, 1] - free[:, 1]).norm(dim=-1) < 1e-5
     took_teacher = (mixed[:, 1] - forced[:, 1]).norm(dim=-1) < 1e-5
     assert torch.all(took_pred ^ took_teacher)
+    assert torch.equal(took_pred, use_pred[:, 0])
     share = took_pred.float().mean().item()
     assert abs(share - 0.5) < 3 * math.sqrt(0.25 / b)

@@ -1,4 +1,5 @@
-"""`bench cache ls` and `bench cache clear`: what the on-disk cache holds, and removing it."""
+"""`bench cache ls`, `bench cache verify [--fix]` and `bench cache clear`: what the on-disk cache holds, whether every
+entry is intact (and rebuilding the damaged ones), and removing it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.cache import cache_root
+from bench.cache import (
+    LOCKS,
+    MANIFEST_SUFFIX,
+    QUARANTINE,
+    adopt_entry,
+    cache_root,
+    iter_entries,
+    manifest_path,
+    quarantine,
+    read_manifest,
+    verify_entry,
+)
 from bench.cli import app
 from bench.errors import BenchError
 
@@ -24,8 +36,14 @@ app.add_typer(cache_app, name="cache")
 
 def _size(path: Path) -> int:
     if path.is_file():
-        return path.stat().st_size
+        extra = manifest_path(path).stat().st_size if manifest_path(path).is_file() else 0
+        return path.stat().st_size + extra
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _hidden(path: Path) -> bool:
+    """Manifests (counted with their entry), locks and temp files are not entries of their own."""
+    return path.name.startswith(".") or path.name.endswith(MANIFEST_SUFFIX) or path.name == LOCKS
 
 
 def human(n: float) -> str:
@@ -64,7 +82,7 @@ def ls(
     if not root.is_dir():
         out.print(f"cache {root} is empty")
         return
-    kinds = sorted(p for p in root.iterdir() if p.is_dir())
+    kinds = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if kind:
         unknown = set(kind) - {p.name for p in kinds}
         if unknown:
@@ -76,7 +94,7 @@ def ls(
         table.add_column(col, overflow="fold", justify="right" if col == "size" else "left")
     total = 0
     for folder in kinds:
-        items = sorted(folder.iterdir())
+        items = sorted(p for p in folder.iterdir() if not _hidden(p))
         size = sum(_size(p) for p in items)
         total += size
         if not entries:
@@ -115,3 +133,110 @@ def clear(
     for path in targets:
         shutil.rmtree(path)
     out.print(f"removed {what} from {root}: {human(size)} freed")
+
+
+def _load_probe(path: Path) -> str | None:
+    """For an entry without a manifest (written before manifests, or not through bench.cache): read it fully with
+    the reader of its kind; the problem in one line, or None when it reads."""
+    try:
+        if path.is_dir():
+            return None
+        suffix = path.suffix
+        if suffix == ".npz":
+            import numpy as np
+
+            with np.load(path, allow_pickle=False) as data:
+                for name in data.files:
+                    data[name]
+        elif suffix == ".npy":
+            import numpy as np
+
+            np.load(path, allow_pickle=False)
+        elif suffix == ".faiss":
+            import faiss
+
+            faiss.read_index(str(path))
+        elif suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="np") as fh:
+                for name in fh.keys():
+                    fh.get_tensor(name)
+        elif suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+        elif path.stat().st_size == 0:
+            return "empty file"
+    except Exception as exc:  # any reader's failure is the verdict on this file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return f"unreadable ({type(exc).__name__}: {first})"
+    return None
+
+
+def _replay(recipe: dict) -> None:
+    """Rebuild what a run wrote by running it again into a throw-away results folder (its caches are what is kept)."""
+    import tempfile
+
+    from bench.index import IndexSpec
+    from bench.metrics import parse_ks
+    from bench.pipeline import Session, run
+
+    session = Session(index=IndexSpec(**recipe["index"])) if isinstance(recipe.get("index"), dict) else Session()
+    with tempfile.TemporaryDirectory(prefix="bench-cache-fix-") as tmp:
+        run(recipe["task"], recipe["retriever"], parse_ks(recipe.get("ks") or [10]), recipe.get("task_params") or (),
+            recipe.get("retriever_params") or (), seed=int(recipe.get("seed", 0)),
+            split=str(recipe.get("split", "test")), results_dir=tmp, session=session)
+
+
+@cache_app.command("verify")
+def verify(
+    fix: bool = typer.Option(False, "--fix", help="move damaged entries aside and rebuild them (replaying the run "
+                             "that wrote them); give entries written before manifests one"),
+) -> None:
+    """Check every cache entry against its manifest (size, checksum); entries without one are read fully.
+
+    Exit code 1 when a damaged entry is left (without --fix), else 0."""
+    root = cache_root()
+    entries = list(iter_entries(root))
+    damaged: list[tuple[Path, str, dict | None]] = []
+    unverified: list[Path] = []
+    for entry in entries:
+        problem = verify_entry(entry, require_manifest=False)
+        has_manifest = manifest_path(entry).is_file()
+        if problem is None and not has_manifest:
+            problem = _load_probe(entry)
+            if problem is None:
+                unverified.append(entry)
+        if problem is None:
+            continue
+        try:
+            recipe = (read_manifest(entry) or {}).get("recipe")
+        except ValueError:
+            recipe = None
+        damaged.append((entry, problem, recipe))
+        out.print(f"[red]damaged[/] {entry}: {problem}", highlight=False, soft_wrap=True)
+    out.print(f"checked {len(entries)} entries in {root}: {len(damaged)} damaged, {len(unverified)} without a "
+              f"manifest (read fully, intact)", highlight=False)
+    if not fix:
+        if damaged:
+            out.print("run `bench cache verify --fix` to move them aside and rebuild them", highlight=False)
+            raise typer.Exit(1)
+        return
+    for entry in unverified:
+        adopt_entry(entry)
+    recipes: dict[str, dict] = {}
+    for entry, _, recipe in damaged:
+        dest = quarantine(entry)
+        out.print(f"moved {entry} to {dest}", highlight=False, soft_wrap=True)
+        if recipe and recipe.get("task") and recipe.get("retriever"):
+            recipes[json.dumps(recipe, sort_keys=True)] = recipe
+    left = [e for e, _, r in damaged if not (r and r.get("task") and r.get("retriever"))]
+    for recipe in recipes.values():
+        out.print(f"rebuilding: {recipe['task']} with {recipe['retriever']} (seed {recipe.get('seed', 0)})",
+                  highlight=False)
+        _replay(recipe)
+    rebuilt = [e for e, _, r in damaged if e not in left and e.exists() and verify_entry(e) is None]
+    out.print(f"fixed: {len(rebuilt)} rebuilt, {len(left)} moved aside (rebuilt on next use), "
+              f"{len(unverified)} given a manifest; damaged files are in {root / QUARANTINE}", highlight=False)
+    missing = [e for e, _, r in damaged if e not in left and e not in rebuilt]
+    if missing:
+        raise BenchError(f"the replayed run did not rebuild {', '.join(map(str, missing))}")

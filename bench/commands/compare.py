@@ -48,21 +48,22 @@ def _wide(console: Console) -> Console:
 
 def collect_runs(task: str | None, results_dir: Path,
                  run_files: list[Path] | None) -> dict[str, tuple[RunResult, Path]]:
-    """label → (run, path): the given run files, or the newest run of each retriever on `task` under results_dir."""
+    """label → (run, path): the given run files, or the newest run of each system on `task` under results_dir. The
+    label is the system's canonical name (a plain retriever name for runs made before systems had names)."""
     found: dict[str, tuple[RunResult, Path]] = {}
     if run_files:
         for path in run_files:
             rec = load_run(path)
             if task and rec.task != task:
                 raise BenchError(f"{path}: a run of task {rec.task!r}, not {task!r}")
-            label = rec.retriever if rec.retriever not in found else f"{rec.retriever}#{rec.run_id[-8:]}"
+            label = rec.system if rec.system not in found else f"{rec.system}#{rec.run_id[-8:]}"
             found[label] = (rec, Path(path))
         return found
     if not task:
         raise BenchError("give --task (or run files with --run)")
-    for path in find_runs(results_dir, task):  # oldest first, so the newest of each retriever wins
+    for path in find_runs(results_dir, task):  # oldest first, so the newest run of each system wins
         rec = load_run(path)
-        found[rec.retriever] = (rec, path)
+        found[rec.system] = (rec, path)
     if not found:
         raise BenchError(f"no runs of task {task!r} under {results_dir}; make some with `bench run --task {task} ...`")
     return found
@@ -81,7 +82,7 @@ def _write_or_print(text: str, output: Path | None) -> None:
 def compare_cmd(
     task: str = typer.Option(None, "--task", help="the task whose stored runs to compare"),
     results_dir: Path = typer.Option(Path("results"), help="where the run files are"),
-    run_file: list[Path] = typer.Option(None, "--run", help="explicit run files instead of the newest per retriever"),
+    run_file: list[Path] = typer.Option(None, "--run", help="explicit run files instead of the newest per system"),
     baseline: str = typer.Option(None, "--baseline", help="baseline system (default: single-query when present)"),
     k: str = typer.Option(None, "--k", help="cutoffs, e.g. 10,100 (default: every k all runs have)"),
     measure: str = typer.Option("MRECALL", "--metric", help="the measure: MRECALL or Recall"),

@@ -55,18 +55,36 @@ def _best(fn: Any, repeats: int) -> float:
 
 @app.command("perf")
 def perf(
+    scale: bool = typer.Option(False, "--scale", help="index kinds on a generated corpus (1M × 384 by default): "
+                               "build time, queries/s, peak memory, recall@k vs exact, beside bare FAISS"),
+    rows: int = typer.Option(1_000_000, "--rows", help="--scale: corpus size"),
+    dim: int = typer.Option(384, "--dim", help="--scale: vector dimension"),
+    kinds: str = typer.Option("flat,flat-mmap,hnsw,ivf,ivfpq", "--kinds",
+                              help="--scale: index kinds (or FAISS factory strings), comma-separated"),
+    rescore: int = typer.Option(1000, "--rescore", help="--scale: also run ivfpq re-scoring its top N exactly "
+                                "(0 = skip)"),
     limit: int = typer.Option(None, "--limit", help="use only the first N passages (a quicker, rougher run)"),
     corpus: Path = typer.Option(None, "--corpus", help="wiki-vital summaries JSON (default: ../shared/data)"),
     batch_size: int = typer.Option(32, "--batch-size", help="encoding batch size (the same for both sides)"),
-    queries: int = typer.Option(1000, "--queries", help="number of search queries (article descriptions)"),
+    queries: int = typer.Option(1000, "--queries", help="number of search queries (article descriptions; --scale: "
+                                "generated, default 2500)"),
     k: int = typer.Option(100, "--k", help="search depth"),
     encode_repeats: int = typer.Option(2, "--encode-repeats", help="full encodes per side (alternating); best counts"),
-    search_repeats: int = typer.Option(5, "--search-repeats", help="searches per side; the best time counts"),
+    search_repeats: int = typer.Option(5, "--search-repeats", help="searches per side; the best time counts "
+                                       "(--scale: default 2)"),
     output: Path = typer.Option(None, "--output", help="also write the figures as JSON here"),
 ) -> None:
     """Measure harness encoding, search and cache against bare sentence-transformers / FAISS; print the ratios.
 
-    Run it on a quiet machine: on 2 shared CPU cores the 10k passages take 4-8 min per full encode."""
+    Run it on a quiet machine: on 2 shared CPU cores the 10k passages take 4-8 min per full encode. With --scale:
+    the index kinds on a generated corpus instead (see bench/perf_scale.py)."""
+    if scale:
+        from bench.perf_scale import run_scale
+
+        run_scale(rows=rows, dim=dim, queries=queries if queries != 1000 else 2500, k=k,
+                  kinds=[x.strip() for x in kinds.split(",") if x.strip()], rescore=rescore,
+                  repeats=search_repeats if search_repeats != 5 else 2, output=output, console=out)
+        return
     import faiss
     import torch
     from sentence_transformers import SentenceTransformer

@@ -45,12 +45,22 @@ def train_cmd(
     seed: int = typer.Option(0, help="seed for initialisation, batches, negatives and sampling"),
     retrain: bool = typer.Option(False, "--retrain", help="train again even when a matching checkpoint exists"),
     device: str = typer.Option("auto", help="auto (CUDA when present), cuda or cpu"),
+    backbone: str = typer.Option(None, "--backbone", help="a causal LM (local folder or a hub id in the local "
+                                 "cache) as query encoder; text tasks default to SmolLM2-135M-Instruct offline"),
 ) -> None:
-    """Train a query encoder on a task's train split and store its checkpoint (reused by `bench run`)."""
+    """Train a query encoder on a task's train split and store its checkpoint (reused by `bench run`).
+
+    Resumable: a killed run continues from its last training state (-r checkpoint_every=N steps). Under
+    `torchrun --nproc-per-node N -m bench train ...` it trains with DDP, N processes, one checkpoint."""
     from retrievers.amer import TrainedQueryEncoder
 
     task_obj = build_task(task, task_param or [])
-    retr = build_retriever(retriever, retriever_param or [])
+    params = list(retriever_param or [])
+    if backbone:
+        if any(p.split("=", 1)[0].strip() == "backbone" for p in params):
+            raise BenchError("give the backbone once: --backbone or -r backbone=, not both")
+        params.append(f"backbone={backbone}")
+    retr = build_retriever(retriever, params)
     if not isinstance(retr, TrainedQueryEncoder):
         raise BenchError(f"retriever {retriever!r} is not trained; `bench train` takes amer or single-query")
     session = Session(device=device)
@@ -60,13 +70,21 @@ def train_cmd(
                      console=session.console)
     t0 = time.perf_counter()
     retr.prepare(ctx)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+        return
     info = retr.info()
     table = Table(title=f"{retriever} on {task} (seed {seed})", show_header=False)
     table.add_column("field")
     table.add_column("value", overflow="fold")
     table.add_row("checkpoint", str(info["checkpoint"]))
     table.add_row("trained now", "yes" if info["trained_now"] else "no (matching checkpoint found; --retrain forces)")
-    table.add_row("parameters", f"{info['n_parameters']:,}")
+    table.add_row("backbone", f"{info['backbone']} ({info['finetune'] or 'full'})")
+    table.add_row("parameters (trainable)", f"{info['n_parameters']:,} ({info['n_trainable'] or 0:,})")
+    table.add_row("m_pred", f"{info['m_pred']} ({info['m_pred_source']})")
+    if info.get("resumed_from_step"):
+        table.add_row("resumed from step", str(info["resumed_from_step"]))
+    if (info.get("processes") or 1) > 1:
+        table.add_row("processes (DDP)", str(info["processes"]))
     table.add_row("best step", str(info["best_step"]))
     table.add_row("best validation loss", f"{info['best_val_loss']:.4f}" if info["best_val_loss"] is not None else "-")
     table.add_row("training time (s)", str(info["train_seconds"]))

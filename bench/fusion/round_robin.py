@@ -1,10 +1,12 @@
-"""Round-robin merge with de-duplication: how AMER's m per-vector lists become one ranking."""
+"""Round-robin merge with de-duplication: how AMER's m per-vector lists become one ranking (the default fuser)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from bench.errors import BenchError
+from bench.registry import register_fuser
+from bench.stages.base import Candidates, Fuser, PerVectorLists
 
 
 def round_robin_merge(lists: np.ndarray, k: int) -> np.ndarray:
@@ -38,3 +40,25 @@ def round_robin_merge(lists: np.ndarray, k: int) -> np.ndarray:
     merged = np.full((n, k), -1, dtype=np.int64)
     merged[rows, slot[rows, cols]] = interleaved[rows, cols]
     return merged
+
+
+def round_robin(lists: PerVectorLists, depth: int) -> Candidates:
+    """Round-robin fusion: the order of `round_robin_merge` (missing lists are skipped like empty slots).
+
+    Round-robin defines an order, not a score; the fused score of the document at merged rank r (1-based) is 1/r,
+    so the order survives any tool that sorts a TREC file by score. Ties cannot occur (1/r is strictly decreasing);
+    within a round, list j comes before list j+1 — that order, not the corpus row, is the method's tie-break."""
+    rows = round_robin_merge(lists.rows, depth)
+    scores = np.where(rows >= 0, 1.0 / np.arange(1, depth + 1, dtype=np.float64)[None, :], -np.inf)
+    return Candidates(rows, scores.astype(np.float32))
+
+
+@register_fuser(
+    "round-robin",
+    description="take the 1st document of each list in turn, then the 2nd, …, skipping duplicates; score 1/rank "
+                "(default for multi-vector systems)",
+    aliases=("rr", "roundrobin"),
+)
+class RoundRobinFuser(Fuser):
+    def fuse(self, lists: PerVectorLists, depth: int) -> Candidates:
+        return round_robin(lists, depth)

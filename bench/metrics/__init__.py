@@ -73,3 +73,16 @@ def parse_ks(text: str | Iterable[int]) -> tuple[int, ...]:
 def default_metrics(ks: Iterable[int]) -> list[Metric]:
     """MRECALL@k and Recall@k for every k: what a run reports unless told otherwise."""
     return [Metric(measure, k) for measure in MEASURES for k in sorted(ks)]
+
+
+def check_cutoffs(metrics: Iterable[Metric], corpus_size: int, task: str = "the task") -> None:
+    """Refuse a cutoff larger than the corpus: its top-k would hold every document and every recall would be a
+    trivial 1.0 (e.g. MRECALL@5000 on a 3,250-vector corpus). Refused rather than clamped, so no stored figure is
+    ever computed at a cutoff other than the one its name says."""
+    too_big = sorted({m.k for m in metrics if m.k > corpus_size})
+    if too_big:
+        raise BenchError(
+            f"k={','.join(map(str, too_big))} is larger than the corpus of {task} ({corpus_size} documents): every "
+            f"document would be retrieved and every recall would be 1.0; use k ≤ {corpus_size}"
+        )
+

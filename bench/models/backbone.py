@@ -16,7 +16,7 @@ from torch import nn
 
 from bench.errors import BenchError
 
-ARCHS = ("llama", "qwen2")
+ARCHS = ("llama", "qwen2", "tiny")  # tiny: bench/models/tiny.py, the Llama design in plain torch
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,11 @@ def build_backbone(cfg: BackboneConfig) -> nn.Module:
     """A transformers base model: random weights from the config (seed torch first), or a pretrained causal LM."""
     if cfg.pretrained is not None:
         return load_pretrained(cfg.pretrained)
+    if cfg.arch == "tiny":
+        from bench.models.tiny import TinyConfig, TinyModel
+
+        return TinyModel(TinyConfig(hidden_size=cfg.width, intermediate_size=cfg.ffn or 2 * cfg.width,
+                                    num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads))
     from transformers import AutoModel
 
     return AutoModel.from_config(_random_config(cfg))

@@ -6,8 +6,12 @@ Sequence fed to the causal backbone: the query prefix, then one input per emitte
 
 with q_i = normalise(W_out · h_i) (h_i the last hidden state), e(z) = W_in · z, and z_i either the model's own
 previous prediction q_i (always at inference) or a training target (teacher forcing), chosen per example and step.
-The backbone runs one position at a time with a key/value cache, so feeding predictions costs no more than
-teacher forcing.
+The prefix is one projected vector (synthetic tasks, `d_query` > 0) or the token embeddings of the query's prompt
+(text tasks, `d_query` = 0; left padded with a mask). The backbone runs one position at a time with a key/value
+cache, so feeding predictions costs no more than teacher forcing.
+
+A pretrained backbone is fine-tuned with LoRA (default) or fully; a checkpoint then holds only what trained
+(`trainable_state_dict`) plus the sha256 of the base weights it was trained on.
 """
 
 from __future__ import annotations
@@ -18,41 +22,100 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.errors import BenchError
 from bench.models.backbone import BackboneConfig, build_backbone, hidden_size
+from bench.models.lora import FINETUNE_MODES, LoraSettings, apply_lora
 
 
 class QueryEncoder(nn.Module):
-    """Input projection(s), causal backbone, output projection; outputs are L2-normalised d_doc vectors.
+    """Input projection(s), causal backbone, output projection; outputs are L2-normalised d_doc vectors."""
 
-    `d_query` is the size of a vector query (synthetic tasks), projected to one prefix position after scaling by
-    `input_scale`; a text query (later) enters as its token embeddings through `forward_prefix`'s `prefix` argument.
-    """
-
-    def __init__(self, backbone_cfg: BackboneConfig, d_query: int, d_doc: int, input_scale: float) -> None:
+    def __init__(self, backbone_cfg: BackboneConfig, d_query: int, d_doc: int, input_scale: float,
+                 finetune: str = "full", lora: LoraSettings | None = None, base_hash: str | None = None) -> None:
         super().__init__()
+        if finetune not in FINETUNE_MODES:
+            raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)}, got {finetune!r}")
+        if backbone_cfg.pretrained is None:
+            finetune = "full"  # a random backbone has nothing to keep frozen
         self.backbone_cfg = backbone_cfg
-        self.backbone = build_backbone(backbone_cfg)
-        width = hidden_size(self.backbone)
+        self.finetune = finetune
+        self.lora = lora or LoraSettings()
+        self.base_hash = base_hash
+        backbone = build_backbone(backbone_cfg)
+        width = hidden_size(backbone)
         self.d_query = d_query
         self.d_doc = d_doc
         self.input_scale = float(input_scale)
-        self.query_proj = nn.Linear(d_query, width)
+        if d_query > 0:
+            self.query_proj = nn.Linear(d_query, width)
         self.target_proj = nn.Linear(d_doc, width)
         self.out_proj = nn.Linear(width, d_doc)
+        if finetune == "lora":
+            backbone = apply_lora(backbone, self.lora)
+        self.backbone = backbone
 
+    # -- config and weights -------------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this module before loading its weights."""
         return {"backbone": self.backbone_cfg.to_dict(), "d_query": self.d_query, "d_doc": self.d_doc,
-                "input_scale": self.input_scale}
+                "input_scale": self.input_scale, "finetune": self.finetune,
+                "lora": {**vars(self.lora), "targets": list(self.lora.targets)}, "base_hash": self.base_hash}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> QueryEncoder:
+        lora = config.get("lora")
         return cls(BackboneConfig(**config["backbone"]), int(config["d_query"]), int(config["d_doc"]),
-                   float(config["input_scale"]))
+                   float(config["input_scale"]), finetune=config.get("finetune", "full"),
+                   lora=LoraSettings(**{**lora, "targets": tuple(lora["targets"])}) if lora else None,
+                   base_hash=config.get("base_hash"))
+
+    def saves_everything(self) -> bool:
+        return self.backbone_cfg.pretrained is None or self.finetune == "full"
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint holds: the whole state for a random or fully fine-tuned backbone, else the trainable
+        tensors (LoRA adapters and projections) — never the frozen base weights."""
+        state = self.state_dict()
+        if self.saves_everything():
+            return state
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in state.items() if k in names}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if self.saves_everything():
+            self.load_state_dict(state)
+            return
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        lacking = sorted(trainable & set(missing))
+        if unexpected or lacking:
+            raise RuntimeError(f"unexpected keys {unexpected[:3]}, missing trainable keys {lacking[:3]}")
+
+    # -- forward ------------------------------------------------------------------------------------------------
+    def prefix(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Prefix embeddings (B, P, width) and mask (B, P) (None: all real) of a batch of queries.
+
+        `inputs` holds `vectors` (B, d_query) or `input_ids` + `attention_mask` (B, P), left padded.
+        """
+        if "vectors" in inputs:
+            if self.d_query <= 0:
+                raise BenchError("this query encoder takes text queries, got vectors")
+            return self.query_proj(inputs["vectors"] * self.input_scale).unsqueeze(1), None
+        if self.d_query > 0:
+            raise BenchError("this query encoder takes vector queries, got token ids")
+        embed = self.backbone.get_input_embeddings()
+        return embed(inputs["input_ids"]), inputs["attention_mask"]
 
     def vector_prefix(self, x: torch.Tensor) -> torch.Tensor:
         """(B, d_query) query vectors → (B, 1, width) prefix embeddings."""
-        return self.query_proj(x * self.input_scale).unsqueeze(1)
+        return self.prefix({"vectors": x})[0]
+
+    def forward(self, inputs: dict[str, torch.Tensor], m: int, teacher: torch.Tensor | None = None,
+                teacher_mask: torch.Tensor | None = None, use_pred: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, m, d_doc) L2-normalised query vectors of a batch (see `rollout`); the entry point DDP wraps."""
+        prefix, mask = self.prefix(inputs)
+        return self.rollout(prefix, m, teacher=teacher, teacher_mask=teacher_mask, use_pred=use_pred,
+                            prefix_mask=mask)
 
     def rollout(
         self,
@@ -60,20 +123,19 @@ class QueryEncoder(nn.Module):
         m: int,
         teacher: torch.Tensor | None = None,
         teacher_mask: torch.Tensor | None = None,
-        p_predicted: float = 1.0,
-        generator: torch.Generator | None = None,
+        use_pred: torch.Tensor | None = None,
         prefix_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Emit m vectors per query: (B, m, d_doc), L2-normalised.
 
-        After emitting q_i, the next input is q_i itself with probability `p_predicted` and `teacher[:, i]`
-        otherwise (drawn per example from `generator`); without `teacher` (inference) it is always q_i. Examples
-        whose `teacher_mask[:, i]` is False (fewer targets than m) feed their prediction. `prefix_mask` (B, P)
-        marks real prefix positions of a left-padded text prefix; None means every position is real.
+        After emitting q_i, the next input is q_i itself where `use_pred[:, i]` is True and `teacher[:, i]`
+        otherwise; without `teacher` (inference) it is always q_i. Examples whose `teacher_mask[:, i]` is False
+        (fewer targets than m) feed their prediction. `prefix_mask` (B, P) marks real positions of a left-padded
+        prefix; None means every position is real.
         """
         from transformers.cache_utils import DynamicCache
 
-        b, p_len, _ = prefix.shape
+        b = prefix.shape[0]
         cache = DynamicCache()
         mask = prefix_mask
         positions = None
@@ -92,12 +154,12 @@ class QueryEncoder(nn.Module):
                 break
             fed = q
             if teacher is not None:
-                draw = torch.rand(b, generator=generator, device="cpu").to(q.device)
-                use_pred = draw < p_predicted
+                pred = use_pred[:, i].to(q.device) if use_pred is not None else torch.zeros(b, dtype=torch.bool,
+                                                                                          device=q.device)
                 if teacher_mask is not None:
-                    use_pred = use_pred | ~teacher_mask[:, i]
-                fed = torch.where(use_pred[:, None], q, teacher[:, i].to(q.dtype))
-            inputs = self.target_proj(fed).unsqueeze(1)
+                    pred = pred | ~teacher_mask[:, i]
+                fed = torch.where(pred[:, None], q, teacher[:, i].to(q.dtype))
+            inputs = self.target_proj(fed.to(self.target_proj.weight.dtype)).unsqueeze(1)
             if mask is not None:
                 assert positions is not None
                 mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)
@@ -105,6 +167,8 @@ class QueryEncoder(nn.Module):
         return torch.stack(outs, dim=1)
 
     @torch.no_grad()
-    def generate(self, x: torch.Tensor, m: int) -> torch.Tensor:
-        """Inference: m vectors per vector query, each step fed the model's own previous output."""
-        return self.rollout(self.vector_prefix(x), m)
+    def generate(self, x: torch.Tensor | dict[str, torch.Tensor], m: int) -> torch.Tensor:
+        """Inference: m vectors per query (a (B, d_query) tensor or a model-input dict), each step fed the model's
+        own previous output."""
+        inputs = {"vectors": x} if isinstance(x, torch.Tensor) else x
+        return self.forward(inputs, m)

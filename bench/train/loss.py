@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
+
+
+class Collective(Protocol):
+    """What a loss needs from the distribution strategy (bench/train/strategy.py) to span every process's batch."""
+
+    def gather(self, local: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Concatenate every process's `local` along dim 0 (gradient kept for the local part); and where it starts."""
+        ...
+
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
+        """The sum over processes (no gradient)."""
+        ...
 
 
 def matched_infonce(
@@ -13,23 +27,28 @@ def matched_infonce(
     negatives: torch.Tensor,
     tau: float,
     target_mask: torch.Tensor | None = None,
+    reduction: str = "example",
+    dist: Collective | None = None,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """InfoNCE over in-batch candidates, with each example's predictions matched to its unordered targets.
 
     Shapes: `preds` (B, M, d), `positives` and `negatives` (B, T, d) (one negative per positive), all
-    L2-normalised; `target_mask` (B, T) marks real targets (default: all). The candidate set C is every real
-    positive and negative of the batch (2·ΣT_b vectors). For prediction i and target j of example b
+    L2-normalised; `target_mask` (B, T) marks real targets (default: all); padded targets are neither targets nor
+    candidates, so padding never changes the loss. The candidate set C is every real positive and negative of the
+    batch (2·ΣT_b vectors; under DDP, `dist` gathers those of every process). For prediction i and target j of
+    example b
 
         ℓ_b(i, j) = −log [ exp(q_bi·y_bj / τ) / Σ_{c∈C} exp(q_bi·c / τ) ]
 
-    and the loss is
+    and with π_b the injective map from the T_b targets to the M predictions (M ≥ T_b; unmatched predictions add
+    nothing) that minimises Σ_j ℓ_b(π_b(j), j), found per example with the Hungarian algorithm
+    (`scipy.optimize.linear_sum_assignment`) on the detached matrix (gradients flow through the matched terms only):
 
-        L = (1 / Σ_b T_b) · Σ_b min_π Σ_{j} ℓ_b(π(j), j)
+        reduction="example" (default, as the reference implementation):  L = (1/B) Σ_b (1/T_b) Σ_j ℓ_b(π_b(j), j)
+        reduction="target":                                              L = (1/Σ_b T_b) Σ_b Σ_j ℓ_b(π_b(j), j)
 
-    over injective maps π from the T_b targets to the M predictions (M ≥ T_b; unmatched predictions add
-    nothing). The minimising π is found per example with the Hungarian algorithm
-    (`scipy.optimize.linear_sum_assignment`) on the detached T_b × M matrix; gradients flow through the matched
-    terms only. With M = T = 1 this is plain InfoNCE.
+    Under DDP B and Σ_b T_b count every process's examples, so the per-process losses sum to the loss of the
+    global batch. With M = T = 1 both are plain InfoNCE.
 
     Returns the loss and the assignment: (B, M) int array giving each prediction's target index, −1 if unmatched.
     """
@@ -38,20 +57,27 @@ def matched_infonce(
     if positives.shape != negatives.shape or positives.shape[0] != b or positives.shape[2] != d:
         raise ValueError(f"shapes do not match: preds {tuple(preds.shape)}, positives {tuple(positives.shape)}, "
                          f"negatives {tuple(negatives.shape)}")
+    if reduction not in ("example", "target"):
+        raise ValueError(f"reduction must be 'example' or 'target', got {reduction!r}")
     if target_mask is None:
         target_mask = torch.ones(b, t, dtype=torch.bool, device=preds.device)
-    counts = target_mask.sum(dim=1).tolist()
-    if max(counts) > m:
-        raise ValueError(f"an example has {max(counts)} targets but only {m} predictions")
-    if min(counts) < 1:
+    counts = target_mask.sum(dim=1)
+    count_list = counts.tolist()
+    if max(count_list) > m:
+        raise ValueError(f"an example has {max(count_list)} targets but only {m} predictions")
+    if min(count_list) < 1:
         raise ValueError("every example needs at least one target")
-    candidates = torch.cat([positives.reshape(b * t, d), negatives.reshape(b * t, d)]).to(preds.dtype)
+    local = torch.cat([positives.reshape(b * t, d), negatives.reshape(b * t, d)]).to(preds.dtype)
     valid = torch.cat([target_mask.reshape(-1), target_mask.reshape(-1)])
-    logits = preds.reshape(b * m, d) @ candidates.T / tau
+    offset = 0
+    if dist is not None:
+        local, offset = dist.gather(local)
+        valid, _ = dist.gather(valid)
+    logits = preds.reshape(b * m, d) @ local.T / tau
     logits = logits.masked_fill(~valid[None, :], float("-inf"))
     logp = torch.log_softmax(logits, dim=-1)
     # Own-target block: cost[b, i, j] = −log p(target j of example b | prediction i of example b).
-    own = logp[:, : b * t].reshape(b, m, b, t)
+    own = logp[:, offset : offset + b * t].reshape(b, m, b, t)
     idx = torch.arange(b, device=preds.device)
     cost = -own[idx, :, idx, :]  # (B, M, T)
     cost_np = cost.detach().float().cpu().numpy()
@@ -70,5 +96,12 @@ def matched_infonce(
     sel_b = torch.as_tensor(np.concatenate(rows_b), device=preds.device)
     sel_i = torch.as_tensor(np.concatenate(rows_i), device=preds.device)
     sel_j = torch.as_tensor(np.concatenate(rows_j), device=preds.device)
-    loss = cost[sel_b, sel_i, sel_j].sum() / len(sel_b)
-    return loss, assignment
+    terms = cost[sel_b, sel_i, sel_j]
+    if reduction == "example":
+        terms = terms / counts.to(terms.dtype)[sel_b]
+        norm = torch.tensor(float(b), device=preds.device)
+    else:
+        norm = counts.sum().to(torch.float64)
+    if dist is not None:
+        norm = dist.sum(norm)
+    return terms.sum() / norm.to(terms.dtype), assignment

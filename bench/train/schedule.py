@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 SAMPLING_MODES = ("scheduled", "predicted", "teacher")
+SAMPLING_CAP = 0.8  # the one place this default is typed (DESIGN §4: p = min(0.8, step / total))
 
 
-def sampling_probability(step: int, total: int, mode: str = "scheduled", cap: float = 0.8) -> float:
+def sampling_probability(step: int, total: int, mode: str = "scheduled", cap: float = SAMPLING_CAP) -> float:
     """Probability of feeding the model's own previous prediction (instead of a target) at a training step.
 
-    - `scheduled` (the method): p = min(cap, step / total), with cap = 0.8 — teacher forcing at the start, then a
-      linear ramp that reaches the cap at step cap·total and stays there.
+    - `scheduled` (the method): p = min(cap, step / total), cap = SAMPLING_CAP (0.8) by default —
+      teacher forcing at the start, then a linear ramp that reaches the cap at step cap·total and stays there.
     - `predicted` (ablation): p = 1, always the model's own predictions, as at inference.
     - `teacher` (ablation): p = 0, always the targets (pure teacher forcing).
 

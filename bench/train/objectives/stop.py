@@ -1,0 +1,43 @@
+"""`matched-stop`: AMER with a learned stop — matched InfoNCE plus a stop head's binary cross-entropy against the
+number of answers (bench/models/stop_head.py)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from bench.train.loss import matched_infonce
+from bench.train.objectives import LossInputs, Objective, register_objective
+
+STOP_WEIGHT = 1.0
+
+
+@register_objective("matched-stop")
+class MatchedStop(Objective):
+    """L = L_matched + λ · L_stop, λ = 1 (`STOP_WEIGHT`), with L_matched the matched InfoNCE of `matched`
+    (bench/train/loss.py) and, for stop logits z_bi (position i = 1..M of example b, M the batch's most targets)
+    and T_b the example's number of sampled targets (one per answer cluster):
+
+        L_stop = (1/B) Σ_b (1/M) Σ_i BCE(σ(z_bi), 1[i < T_b])
+
+    i.e. after vector i the head predicts whether another answer remains. Positions past T_b are trained to 0 too,
+    so a model that overshoots learns to stop. Under DDP B counts every process's examples, like L_matched. The
+    model must be a StopQueryEncoder (LossInputs.stop_logits set by the trainer)."""
+
+    autoregressive = True
+
+    def loss(self, batch: LossInputs) -> torch.Tensor:
+        loss, _ = matched_infonce(batch.preds, batch.positives, batch.negatives, batch.tau, batch.mask,
+                                  reduction=batch.reduction, dist=batch.dist)
+        logits = batch.stop_logits
+        if logits is None:
+            raise ValueError("objective matched-stop needs stop logits: train a StopQueryEncoder "
+                             "(bench/models/stop_head.py)")
+        from bench.models.stop_head import stop_targets  # lazily: the model package pulls in transformers
+
+        m = batch.preds.shape[1]
+        bce = F.binary_cross_entropy_with_logits(logits[:, :m], stop_targets(batch.mask, m), reduction="none")
+        norm = torch.tensor(float(bce.shape[0]), device=bce.device)
+        if batch.dist is not None:
+            norm = batch.dist.sum(norm)
+        return loss + STOP_WEIGHT * bce.mean(dim=1).sum() / norm.to(bce.dtype)

@@ -1,0 +1,181 @@
+"""AmbigQA (Min et al. 2020) as a multi-target task: questions with several disambiguated answers over a passage corpus.
+
+Input: the AmbigNQ files (light `train_light.json` / `dev_light.json`, or full `train.json` / `dev.json`; both are a
+JSON array of `{"id", "question", "annotations": [{"type": "singleAnswer" | "multipleQAs", "qaPairs": [{"question",
+"answer": [aliases]}]}]}`), download: https://github.com/shmsw25/AmbigQA (nlp.cs.washington.edu/ambigqa/data/), and a
+passage corpus (`-t corpus=PATH`: DPR TSV, JSONL or wiki-summaries JSON; default ../shared/data/wiki-vital, an
+offline stand-in labelled as such).
+
+Procedure (DESIGN §3), counted step by step in the task info (`bench data info ambigqa`):
+1. questions with a `multipleQAs` annotation (the first one when annotators gave several); a question whose qaPair
+   has an empty answer list is skipped and counted;
+2. one answer cluster per qaPair, its aliases = that pair's answer strings; qaPairs with the same normalised alias set
+   are merged; questions left with fewer than 2 distinct answers are dropped;
+3. gold passages: among the top-`depth` (500) candidates of BM25 and of the `dense` retriever (minilm) for the
+   question, those containing an alias as a normalised whole-token substring (tasks/multianswer.py); a question is
+   kept only when every answer has a gold passage;
+4. splits as the paper: train = train file + one half of dev, test = the other half (a seeded permutation of the dev
+   file's questions, drawn before any filtering, so it does not depend on the corpus), val = 10% of train (seeded).
+The leak audit (bench/audit.py) runs on every load; `drop_leaked=true` removes the leaked test questions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.registry import register_task
+from bench.task import Task, TaskData
+from tasks.beir import resolve_data_dir, shared_data_candidates
+from tasks.multianswer import (
+    Answer,
+    MappingParams,
+    Question,
+    StepCounts,
+    prepare_task,
+    read_json_array,
+    seeded_split,
+)
+
+
+@dataclass(frozen=True)
+class AmbigQAParams:
+    data_dir: str | None = None  # AmbigNQ folder; default ../shared/data/ambignq
+    corpus: str | None = None  # passage corpus file; default ../shared/data/wiki-vital/summaries_en-us.json
+    depth: int = 500  # candidates per retriever searched for gold passages
+    dense: str = "minilm"  # dense retriever of the second candidate list ("none": BM25 only)
+    split_seed: int = 0
+    val_fraction: float = 0.1
+    drop_leaked: bool = False  # drop test questions the audit finds leaked from train
+    corpus_full_hash: bool = False
+
+
+def find_files(folder: Path) -> dict[str, Path]:
+    for train, dev in (("train_light.json", "dev_light.json"), ("train.json", "dev.json")):
+        if (folder / train).is_file() and (folder / dev).is_file():
+            return {"train": folder / train, "dev": folder / dev}
+    raise BenchError(f"{folder}: no AmbigNQ files (train_light.json + dev_light.json, or train.json + dev.json)")
+
+
+def default_corpus(given: str | None, task: str) -> tuple[Path, str]:
+    """The corpus path and its label (results on wiki-vital are not comparable to the paper's)."""
+    if given:
+        p = Path(given).expanduser()
+        if not p.is_file():
+            raise BenchError(f"task {task}: corpus {str(p)!r} is not a file")
+        return p.resolve(), f"user corpus {p.name}"
+    for folder in shared_data_candidates("wiki-vital"):
+        path = folder / "summaries_en-us.json"
+        if path.is_file():
+            return path.resolve(), ("wiki-vital: 10,033 Wikipedia lead summaries, an offline stand-in — not "
+                                    "comparable to the paper's 25M-passage Wikipedia")
+    raise BenchError(f"task {task}: pass -t corpus=PATH (a DPR passages TSV, JSONL or wiki-summaries JSON)")
+
+
+def _field(obj: Any, name: str, where: str, kind: type | tuple[type, ...]) -> Any:
+    if not isinstance(obj, dict) or name not in obj:
+        raise BenchError(f"{where}: missing field {name!r}")
+    value = obj[name]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        raise BenchError(f"{where}: field {name!r} must be {' or '.join(k.__name__ for k in kinds)}, got "
+                         f"{type(value).__name__}")
+    return value
+
+
+def parse_ambignq(path: Path, source: str, counts: StepCounts) -> list[Question]:
+    """The multi-answer questions of one AmbigNQ file, with the filtering steps counted."""
+    records = read_json_array(path)
+    counts.add(source, "questions", len(records))
+    multi = skipped_empty = 0
+    out: list[Question] = []
+    few = 0
+    for line, rec in records:
+        where = f"{path}, line {line}"
+        if not isinstance(rec, dict):
+            raise BenchError(f"{where}: expected a question object, got {type(rec).__name__}")
+        qid = str(_field(rec, "id", where, (str, int)))
+        text = _field(rec, "question", where, str)
+        annotations = _field(rec, "annotations", where, list)
+        ann = next((a for a in annotations if isinstance(a, dict) and a.get("type") == "multipleQAs"), None)
+        for a in annotations:
+            if not isinstance(a, dict) or not isinstance(a.get("type"), str):
+                raise BenchError(f"{where} (question {qid}): field 'annotations': each needs a string 'type'")
+        if ann is None:
+            continue
+        multi += 1
+        pairs = _field(ann, "qaPairs", f"{where} (question {qid}), annotation multipleQAs", list)
+        answers: list[Answer] = []
+        seen: set[frozenset[str]] = set()
+        empty = False
+        alias_lists = []
+        for j, pair in enumerate(pairs):
+            pwhere = f"{where} (question {qid}), qaPairs[{j}]"
+            aliases = _field(pair, "answer", pwhere, list)
+            if not all(isinstance(a, str) for a in aliases):
+                raise BenchError(f"{pwhere}: field 'answer' must be a list of strings")
+            alias_lists.append(aliases)
+        for aliases in alias_lists:
+            ans = Answer([a for a in aliases if a.strip()])
+            norm = frozenset(ans.normalised())
+            if not norm:
+                empty = True
+                break
+            if norm not in seen:
+                seen.add(norm)
+                answers.append(ans)
+        if empty or not pairs:
+            skipped_empty += 1
+            continue
+        if len(answers) < 2:
+            few += 1
+            continue
+        out.append(Question(qid, text, source, answers))
+    counts.add(source, "multi-answer (multipleQAs)", multi)
+    counts.add(source, "no answer with an empty alias list", multi - skipped_empty)
+    counts.add(source, "≥ 2 distinct answers", len(out))
+    return out
+
+
+@register_task(
+    "ambigqa",
+    description="AmbigQA multi-answer questions over a passage corpus (-t corpus=PATH; default wiki-vital, offline)",
+    kind="multi-answer",
+    params=AmbigQAParams,
+)
+class AmbigQATask(Task):
+    default_ks = (10, 100)
+
+    def load(self) -> TaskData:
+        p: AmbigQAParams = self.params
+        folder = resolve_data_dir(p.data_dir, "ambignq", self.name)
+        files = find_files(folder)
+        corpus_path, label = default_corpus(p.corpus, self.name)
+
+        def parse(counts: StepCounts) -> tuple[list[Question], dict[str, Any]]:
+            train = parse_ambignq(files["train"], "train", counts)
+            dev_records = read_json_array(files["dev"])
+            dev_ids = [str(r.get("id")) if isinstance(r, dict) else "" for _, r in dev_records]
+            dev = parse_ambignq(files["dev"], "dev", counts)
+            perm = seeded_split(dev_ids, p.split_seed, "ambigqa-dev-halves")
+            half = set(np.asarray(dev_ids, dtype=object)[perm[: len(dev_ids) // 2]].tolist())
+            for q in dev:
+                q.group = "dev half → train" if q.qid in half else "dev half → test"
+            record = {"method": "paper: train = train file + half of dev (seeded permutation of the dev file), "
+                                "test = the other half, val = val_fraction of train (seeded)",
+                      "seed": p.split_seed, "val_fraction": p.val_fraction,
+                      "dev_train_half": len(half), "dev_test_half": len(dev_ids) - len(half)}
+            return train + dev, record
+
+        def assign(q: Question) -> str:
+            return "test" if q.group == "dev half → test" else "train"
+
+        return prepare_task(
+            self.name, parse, assign, files=list(files.values()), corpus_path=corpus_path, corpus_label=label,
+            mapping=MappingParams(depth=p.depth, dense=p.dense), seed=p.split_seed, val_fraction=p.val_fraction,
+            drop_leaked=p.drop_leaked, force_hash=p.corpus_full_hash, search="question",
+        )

@@ -1,0 +1,435 @@
+"""What the real multi-answer tasks (AmbigQA, QAMPARI) share: answer normalisation, gold-passage mapping over a corpus
+of any size, the keep rule, seeded splits, and the prepared-task folder (BEIR layout with a qrels cluster column).
+
+Gold mapping (DESIGN §3): for each search text (AmbigQA: the question; QAMPARI: each answer's proof snippets) the
+top-`depth` candidates of BM25 (bench/bm25.py) and, when asked, of a dense retriever are collected; a candidate is a
+gold passage of an answer when its normalised `title text` contains one of the answer's normalised aliases as a
+whole-token substring. The corpus is then streamed once to test only the candidate rows, so no passage text is
+held in memory.
+
+Normalisation (`normalise`): Unicode NFKD with combining marks removed (é → e), lower case, every character that is
+not a letter or digit → space, the articles a / an / the removed (unless nothing else is left), whitespace collapsed
+— the SQuAD answer normalisation plus accent folding. Matching is on token boundaries: " alias " in " passage ".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.cache import cache_root, file_sha256, stable_hash
+from bench.encode import document_text
+from bench.errors import BenchError
+from bench.task import Corpus, Split, TaskData
+from tasks.corpus import CorpusReader, _json_lines, open_corpus, read_qrels, read_queries
+
+NORMALISATION = "nfkd-ascii-fold, lower, non-alphanumeric→space, drop articles a/an/the, collapse spaces; token-bounded"
+MAPPING_VERSION = 2
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+
+
+def normalise(text: str) -> str:
+    """The normalised form used for alias matching (module docstring)."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    text = _NON_WORD.sub(" ", text)
+    stripped = " ".join(_ARTICLES.sub(" ", text).split())
+    return stripped or " ".join(text.split())  # an answer that is only an article ("A") keeps it
+
+
+def contains_alias(passage_norm: str, alias_norm: str) -> bool:
+    """Whole-token substring test on normalised strings."""
+    return bool(alias_norm) and f" {alias_norm} " in f" {passage_norm} "
+
+
+@dataclass
+class Answer:
+    """One answer cluster: its aliases (as given) and the texts searched to find its candidates (none: the
+    question's candidates are used)."""
+
+    aliases: list[str]
+    search_texts: list[str] = field(default_factory=list)
+
+    def normalised(self) -> list[str]:
+        out: list[str] = []
+        for a in self.aliases:
+            n = normalise(a)
+            if n and n not in out:
+                out.append(n)
+        return out
+
+
+@dataclass
+class Question:
+    qid: str
+    text: str
+    source: str  # which file it came from (train, dev): the key of its step counts
+    answers: list[Answer]
+    group: str = ""  # a finer origin the split rule uses (AmbigQA: which half of dev)
+
+
+@dataclass
+class StepCounts:
+    """Questions left after each filtering step, per source file, in order."""
+
+    steps: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, source: str, step: str, n: int) -> None:
+        self.steps.setdefault(source, {})[step] = n
+
+
+def read_json_array(path: Path) -> list[tuple[int, Any]]:
+    """(line number, element) for each element of a top-level JSON array, so errors can name the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BenchError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path}: not valid UTF-8 ({exc.reason})") from None
+    dec = json.JSONDecoder()
+    pos = _skip_ws(text, 0)
+    if pos >= len(text) or text[pos] != "[":
+        raise BenchError(f"{path}, line 1: expected a JSON array of questions")
+    out: list[tuple[int, Any]] = []
+    pos = _skip_ws(text, pos + 1)
+    line, counted = 1, 0
+    while pos < len(text) and text[pos] != "]":
+        line += text.count("\n", counted, pos)
+        counted = pos
+        try:
+            obj, end = dec.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise BenchError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+        out.append((line, obj))
+        pos = _skip_ws(text, end)
+        if pos < len(text) and text[pos] == ",":
+            pos = _skip_ws(text, pos + 1)
+        elif pos < len(text) and text[pos] != "]":
+            line += text.count("\n", counted, pos)
+            raise BenchError(f"{path}, line {line}: expected ',' or ']' between questions")
+    return out
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def jsonl_records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    return _json_lines(path)
+
+
+# ------------------------------------------------------------------------------------------------- gold mapping
+
+
+@dataclass
+class MappingParams:
+    depth: int = 500
+    dense: str = "minilm"  # a registered dense retriever for the second candidate list, or "none"
+    bm25_k1: float = 0.9
+    bm25_b: float = 0.4
+
+
+def bm25_candidates(corpus: Corpus, texts: Sequence[str], depth: int, k1: float, b: float,
+                    progress: Callable[[str, int, int], None] | None = None) -> np.ndarray:
+    """(len(texts), depth) corpus rows of BM25's top-`depth` per text (-1 padded)."""
+    from bench.bm25 import BM25Params, load_or_build_bm25
+
+    n = len(corpus)
+    done = [0]
+
+    def tick(step: int) -> None:
+        done[0] += step
+        if progress is not None and (done[0] % 2000 == 0 or done[0] == n):
+            progress("bm25 index", done[0], n)
+
+    index = load_or_build_bm25(corpus, BM25Params(k1=k1, b=b), progress=tick)
+    rows = np.full((len(texts), depth), -1, dtype=np.int32)  # int32: corpus rows < 2^31, half the memory
+    for i, t in enumerate(texts):
+        rows[i] = index.search([t], depth)[1][0]
+        if progress is not None and ((i + 1) % 200 == 0 or i + 1 == len(texts)):
+            progress("bm25 search", i + 1, len(texts))
+    return rows
+
+
+def dense_candidates(corpus: Corpus, texts: Sequence[str], depth: int, retriever_name: str) -> tuple[np.ndarray,
+                                                                                                       str]:
+    """(len(texts), depth) rows of a dense retriever's top-`depth` (its corpus index is the one `bench run` uses),
+    and the retriever's embedding space."""
+    from bench.pipeline import Session, build_retriever
+    from bench.retriever import RunContext
+
+    retriever = build_retriever(retriever_name)
+    data = TaskData("gold-mapping", corpus, {}, modality="text")
+    session = Session()
+    emb, index, space = session.corpus_index(data, retriever)
+    ctx = RunContext(task=data, corpus_embeddings=emb, index=index)
+    q = retriever.encode_texts(list(texts), ctx)
+    _, rows = index.search(q, min(depth, len(corpus)))
+    if rows.shape[1] < depth:
+        rows = np.pad(rows, ((0, 0), (0, depth - rows.shape[1])), constant_values=-1)
+    return rows.astype(np.int32), space
+
+
+def match_gold(corpus: Corpus, candidates: list[np.ndarray], aliases: list[list[str]],
+               progress: Callable[[str, int, int], None] | None = None) -> list[list[int]]:
+    """For unit u (an answer), the candidate rows `candidates[u]` whose passage contains one of `aliases[u]`
+    (normalised). Streams the corpus once; only candidate rows are normalised."""
+    # (row, unit) pairs sorted by row, in int32 (16 bytes a pair with the sort order): candidates are unique per unit
+    cands = [np.asarray(c[c >= 0], dtype=np.int32) for c in candidates]
+    sizes = np.fromiter((len(c) for c in cands), dtype=np.int64, count=len(cands))
+    rows = np.concatenate(cands) if cands else np.zeros(0, np.int32)
+    units = np.repeat(np.arange(len(cands), dtype=np.int32), sizes)
+    order = np.argsort(rows, kind="stable")
+    rows, units = rows[order], units[order]
+    del order
+    needed, starts = np.unique(rows, return_index=True)
+    ends = np.append(starts[1:], len(rows))
+    gold: list[list[int]] = [[] for _ in candidates]
+    j = 0
+    n = len(corpus)
+    for row, (_, title, text) in enumerate(corpus.iter_texts()):
+        if progress is not None and (row % 5000 == 0 or row == n - 1):
+            progress("match aliases", row + 1, n)
+        if j >= len(needed):
+            break
+        if row != needed[j]:
+            continue
+        norm = normalise(document_text(title, text))
+        for u in units[starts[j]:ends[j]].tolist():
+            if any(contains_alias(norm, a) for a in aliases[u]):
+                gold[u].append(row)
+        j += 1
+    return [sorted(g) for g in gold]
+
+
+# --------------------------------------------------------------------------------------------- prepared folder
+
+
+def prepared_folder(task: str, key: str) -> Path:
+    return cache_root() / "tasks" / task / key
+
+
+def write_prepared(folder: Path, queries: list[tuple[str, str]], qrels: dict[str, list[tuple[str, str, str]]],
+                   meta: dict[str, Any]) -> None:
+    """queries.jsonl, qrels/<split>.tsv (query-id, corpus-id, score, cluster) and meta.json, atomically."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        with open(tmp / "queries.jsonl", "w", encoding="utf-8") as fh:
+            for qid, text in queries:
+                fh.write(json.dumps({"_id": qid, "text": text}, ensure_ascii=False) + "\n")
+        (tmp / "qrels").mkdir()
+        for split, rows in qrels.items():
+            with open(tmp / "qrels" / f"{split}.tsv", "w", encoding="utf-8") as fh:
+                fh.write("query-id\tcorpus-id\tscore\tcluster\n")
+                for qid, did, cluster in rows:
+                    fh.write(f"{qid}\t{did}\t1\t{cluster}\n")
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not (folder / "meta.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_prepared(folder: Path, name: str, corpus: Corpus, reader: CorpusReader) -> TaskData:
+    """A prepared folder as TaskData: one answer cluster per (query, cluster) of the qrels files."""
+    from tasks.beir import targets_from_qrels
+
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    queries = read_queries(folder / "queries.jsonl")
+    splits: dict[str, Split] = {}
+    for split in meta["splits"]:
+        path = folder / "qrels" / f"{split}.tsv"
+        qids, targets = targets_from_qrels(read_qrels(path), path, queries, corpus.ids)
+        text_of = dict(zip(queries.ids, queries.texts, strict=True))
+        splits[split] = Split(split, qids, targets, texts=[text_of[q] for q in qids])
+    info = {k: v for k, v in meta.items() if k not in ("splits", "answers")}
+    info["prepared"] = str(folder)
+    return TaskData(name, corpus, splits, modality="text", info=info)
+
+
+def corpus_of(path: str | os.PathLike[str], force_hash: bool = False) -> tuple[Corpus, CorpusReader, dict[str, Any]]:
+    reader = open_corpus(path)
+    scan = reader.scan(force_hash=force_hash)
+    corpus = Corpus(ids=scan.ids, fingerprint=scan.fingerprint, source=reader)
+    return corpus, reader, reader.describe() | {"fingerprint": scan.fingerprint, "fingerprint_info":
+                                               scan.fingerprint_info, "n_passages": len(scan.ids)}
+
+
+def files_hash(paths: Iterable[Path]) -> list[tuple[str, str]]:
+    return [(p.name, file_sha256(p)) for p in paths]
+
+
+def seeded_split(ids: Sequence[str], seed: int, salt: str) -> np.ndarray:
+    """A permutation of range(len(ids)) from (seed, salt); stable for the same inputs."""
+    rng = np.random.default_rng([seed, int(stable_hash(salt, 8), 16)])
+    return rng.permutation(len(ids))
+
+
+def mapping_record(params: MappingParams, dense_space: str | None) -> dict[str, Any]:
+    return {**asdict(params), "dense_space": dense_space, "normalisation": NORMALISATION,
+            "version": MAPPING_VERSION, "bm25": "bench/bm25.py (bm25s, lucene, English stopwords, Snowball stemmer)"}
+
+
+# ------------------------------------------------------------------------------------------------- the procedure
+
+
+class _Bars:
+    """Rich progress bars keyed by description, created on first use (stderr, transient)."""
+
+    def __init__(self) -> None:
+        from bench.progress import make_progress
+
+        self.progress = make_progress()
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _Bars:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, desc: str, done: int, total: int) -> None:
+        if desc not in self.tasks:
+            self.tasks[desc] = self.progress.add_task(desc, total=total, status="")
+        self.progress.update(self.tasks[desc], completed=done, total=total)
+
+
+def map_questions(corpus: Corpus, questions: list[Question], mapping: MappingParams, search: str,
+                  progress: Callable[[str, int, int], None] | None = None) -> tuple[list[list[list[int]]], str | None]:
+    """gold[q][a] = corpus rows of answer a of question q. `search`: "question" (candidates of the question text,
+    BM25 + dense) or "proof" (candidates of each answer's proof snippets, BM25)."""
+    if mapping.depth <= 0:
+        raise BenchError(f"depth must be > 0, got {mapping.depth}")
+    units = [(qi, ai) for qi, q in enumerate(questions) for ai in range(len(q.answers))]
+    dense_space = None
+    if search == "question":
+        texts = [q.text for q in questions]
+        owner = np.arange(len(questions))
+    else:
+        texts, own = [], []
+        for u, (qi, ai) in enumerate(units):
+            for t in questions[qi].answers[ai].search_texts:
+                texts.append(t)
+                own.append(u)
+        owner = np.asarray(own, dtype=np.int64)
+    lists = [bm25_candidates(corpus, texts, mapping.depth, mapping.bm25_k1, mapping.bm25_b, progress)] if texts else []
+    if texts and mapping.dense not in ("", "none"):
+        rows, dense_space = dense_candidates(corpus, texts, mapping.depth, mapping.dense)
+        lists.append(rows)
+    per_text = np.concatenate(lists, axis=1) if lists else np.zeros((0, 0), np.int32)
+    if search == "question":
+        candidates = [per_text[qi] for qi, _ in units]
+    else:
+        by_unit: list[list[np.ndarray]] = [[] for _ in units]
+        for t, u in enumerate(owner.tolist()):
+            by_unit[u].append(per_text[t])
+        candidates = [np.unique(np.concatenate(c)) if c else np.zeros(0, np.int64) for c in by_unit]
+    candidates = [np.unique(c[c >= 0]) for c in candidates]
+    aliases = [questions[qi].answers[ai].normalised() for qi, ai in units]
+    flat = match_gold(corpus, candidates, aliases, progress)
+    gold: list[list[list[int]]] = [[[] for _ in q.answers] for q in questions]
+    for (qi, ai), rows_ in zip(units, flat, strict=True):
+        gold[qi][ai] = rows_
+    return gold, dense_space
+
+
+def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], dict[str, Any]]],
+                 assign: Callable[[Question], str], files: list[Path], corpus_path: Path, corpus_label: str,
+                 mapping: MappingParams, seed: int, val_fraction: float, drop_leaked: bool, force_hash: bool,
+                 search: str, progress: bool = True) -> TaskData:
+    """Parse, map gold passages, keep, split and write the prepared folder once (cached by input hashes and
+    parameters); then load it, run the audit and record it."""
+    from bench.audit import apply_audit
+
+    if not 0 <= val_fraction < 1:
+        raise BenchError(f"task {name}: val_fraction must be in [0, 1), got {val_fraction}")
+    corpus, reader, corpus_info = corpus_of(corpus_path, force_hash)
+    key = stable_hash([name, files_hash(files), corpus.fingerprint, asdict(mapping), seed, val_fraction,
+                       MAPPING_VERSION, search], length=24)
+    folder = prepared_folder(name, key)
+    if not (folder / "meta.json").is_file():
+        counts = StepCounts()
+        questions, split_record = parse(counts)
+        if progress:
+            with _Bars() as bars:
+                gold, dense_space = map_questions(corpus, questions, mapping, search, bars)
+        else:
+            gold, dense_space = map_questions(corpus, questions, mapping, search)
+        kept = [(q, g) for q, g in zip(questions, gold, strict=True) if all(len(rows) for rows in g)]
+        for src in list(counts.steps):
+            counts.add(src, "every answer has a gold passage", sum(1 for q, _ in kept if q.source == src))
+            groups = sorted({q.group for q, _ in kept if q.source == src and q.group})
+            for grp in groups:
+                counts.add(src, f"  of which {grp}", sum(1 for q, _ in kept if q.group == grp))
+        by_split: dict[str, list[tuple[Question, list[list[int]]]]] = {"train": [], "test": []}
+        for q, g in kept:
+            by_split.setdefault(assign(q), []).append((q, g))
+        train = by_split["train"]
+        perm = seeded_split([q.qid for q, _ in train], seed, f"{name}-val")
+        n_val = int(round(val_fraction * len(train)))
+        val_idx = set(perm[:n_val].tolist())
+        splits = {"train": [x for i, x in enumerate(train) if i not in val_idx],
+                  "val": [x for i, x in enumerate(train) if i in val_idx], "test": by_split["test"]}
+        splits = {k: v for k, v in splits.items() if v}
+        if "test" not in splits:
+            raise BenchError(f"task {name}: no test question keeps a gold passage for every answer on corpus "
+                             f"{corpus_path}")
+        ids = corpus.ids
+        qrels = {s: [(q.qid, ids[r], f"a{ai}") for q, g in items for ai, rows in enumerate(g) for r in rows]
+                 for s, items in splits.items()}
+        seen: set[str] = set()
+        queries = []
+        for items in splits.values():
+            for q, _ in items:
+                if q.qid in seen:
+                    raise BenchError(f"task {name}: question id {q.qid!r} occurs twice (in {q.source})")
+                seen.add(q.qid)
+                queries.append((q.qid, q.text))
+        meta = {
+            "splits": list(splits), "steps": counts.steps,
+            "split_sizes": {s: len(v) for s, v in splits.items()},
+            "split": split_record | {"val": n_val},
+            "gold_mapping": mapping_record(mapping, dense_space),
+            "corpus": {k: v for k, v in corpus_info.items() if k != "fingerprint_info"},
+            "inputs": dict(files_hash(files)),
+            "answers": {q.qid: [a.aliases for a in q.answers] for items in splits.values() for q, _ in items},
+        }
+        write_prepared(folder, queries, qrels, meta)
+    data = load_prepared(folder, name, corpus, reader)
+    data.info["corpus_label"] = corpus_label
+    data.info["corpus"] = corpus_info
+    return apply_audit(data, drop_leaked)
+
+
+def write_trec_cluster_qrels(path: str | os.PathLike[str], query_ids: Sequence[str], targets: Any,
+                             doc_ids: Sequence[str]) -> None:
+    """TREC qrels with the answer cluster in the iteration column, `qid cluster docid 1`: the subtopic qrels of
+    ndeval / ir_measures (`StRecall@k` = our Recall@k with several gold passages per answer)."""
+    from bench.atomic import atomic_open
+    from bench.results import trec_id
+
+    seen: set[tuple[int, int, int]] = set()
+    with atomic_open(path) as fh:
+        for q, c, d in zip(targets.query.tolist(), targets.cluster.tolist(), targets.doc.tolist(), strict=True):
+            if (q, c, d) in seen:
+                continue
+            seen.add((q, c, d))
+            fh.write(f"{trec_id(query_ids[q])} {c} {trec_id(doc_ids[d])} 1\n")

@@ -1,0 +1,132 @@
+"""bench/bm25.py: BM25 on bm25s, checked against scores computed by hand on tiny corpora."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bench.bm25 import BM25Index, BM25Params, bm25_cache_key, load_or_build_bm25, top_k
+from bench.errors import BenchError
+from bench.task import Corpus
+
+PLAIN = BM25Params(k1=1.2, b=0.75, stopwords="none", stemmer="none")
+DOCS = ["apple banana", "apple apple cherry", "banana split", "zzz"]
+
+
+def lucene(tf: int, df: int, n: int, dl: float, avgdl: float, k1: float = 1.2, b: float = 0.75) -> float:
+    idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+    return idf * tf / (tf + k1 * (1 - b + b * dl / avgdl))
+
+
+class _Source:
+    def __init__(self, docs: list[tuple[str, str, str]]) -> None:
+        self.docs = docs
+
+    def iter_documents(self):
+        yield from self.docs
+
+
+def _corpus(docs: list[tuple[str, str, str]], fingerprint: str) -> Corpus:
+    return Corpus(ids=[d[0] for d in docs], fingerprint=fingerprint, source=_Source(docs))
+
+
+def test_scores_match_hand_computed_lucene_bm25():
+    ix = BM25Index.from_texts(DOCS, PLAIN)
+    avgdl = (2 + 3 + 2 + 1) / 4
+    scores, rows = ix.search(["apple"], 3)
+    assert rows.tolist() == [[1, 0, -1]]  # doc 1 has tf 2; docs without the term are not candidates
+    assert scores[0, 0] == pytest.approx(lucene(2, 2, 4, 3, avgdl), rel=1e-6)
+    assert scores[0, 1] == pytest.approx(lucene(1, 2, 4, 2, avgdl), rel=1e-6)
+    assert scores[0, 2] == -np.inf
+    both = ix.scores("banana cherry")
+    assert both[1] == pytest.approx(lucene(1, 1, 4, 3, avgdl), rel=1e-6)
+    assert both[3] == 0.0
+
+
+def test_ties_break_by_lower_row_and_padding():
+    ix = BM25Index.from_texts(DOCS, PLAIN)
+    # "banana" has the same tf and length in rows 0 and 2: the same score, row 0 first
+    scores, rows = ix.search(["banana", "unknownword"], 2)
+    assert rows.tolist() == [[0, 2], [-1, -1]]
+    assert scores[0, 0] == scores[0, 1]
+    assert np.isneginf(scores[1]).all()
+    assert scores.dtype == np.float32 and rows.dtype == np.int64
+
+
+def test_top_k_keeps_lowest_rows_among_ties_at_the_cut():
+    s = np.array([0.5, 1.0, 0.5, 0.5, 2.0], dtype=np.float32)
+    vals, rows = top_k(s, 3)
+    assert rows.tolist() == [4, 1, 0]
+    assert vals.tolist() == [2.0, 1.0, 0.5]
+
+
+def test_stemming_and_stopwords_are_parameters():
+    stemmed = BM25Index.from_texts(["the runners were running", "a cat"], BM25Params())
+    assert "run" in stemmed.vocabulary and "the" not in stemmed.vocabulary
+    assert stemmed.search(["run"], 1)[1].tolist() == [[0]]
+    plain = BM25Index.from_texts(["the runners were running", "a cat"], PLAIN)
+    assert "the" in plain.vocabulary and "run" not in plain.vocabulary
+    assert plain.search(["run"], 1)[1].tolist() == [[-1]]
+
+
+def test_term_statistics_for_feedback():
+    ix = BM25Index.from_texts(DOCS, PLAIN)
+    voc = ix.vocabulary
+    df = ix.document_frequencies
+    assert df[voc["apple"]] == 2 and df[voc["banana"]] == 2 and df[voc["cherry"]] == 1
+    assert ix.doc_lengths.tolist() == [2, 3, 2, 1]
+    terms, tf, weights = ix.doc_terms(1)
+    got = {ix.term(int(t)): (f, w) for t, f, w in zip(terms, tf, weights, strict=True)}
+    assert set(got) == {"apple", "cherry"}
+    assert got["apple"][0] == 2 and got["cherry"][0] == 1
+    assert got["apple"][1] == pytest.approx(lucene(2, 2, 4, 3, 2.0), rel=1e-6)
+    assert ix.idf()[voc["cherry"]] == pytest.approx(math.log(1 + 3.5 / 1.5))
+    with pytest.raises(BenchError, match="row 9"):
+        ix.doc_terms(9)
+
+
+def test_weighted_search_is_the_weighted_sum_of_term_scores():
+    ix = BM25Index.from_texts(DOCS, PLAIN)
+    voc = ix.vocabulary
+    s, r = ix.search_weighted([{voc["apple"]: 1.0, voc["split"]: 3.0}], 4)
+    by_row = dict(zip(r[0].tolist(), s[0].tolist(), strict=True))
+    assert by_row[2] == pytest.approx(3 * ix.scores("split")[2], rel=1e-6)
+    assert by_row[1] == pytest.approx(ix.scores("apple")[1], rel=1e-6)
+    assert r[0].tolist() == [2, 1, 0, -1]
+    with pytest.raises(BenchError, match="vocabulary"):
+        ix.search_weighted([{10_000: 1.0}], 2)
+
+
+def test_cache_roundtrip_and_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
+    docs = [(str(i), f"title {i}", t) for i, t in enumerate(DOCS)]
+    corpus = _corpus(docs, "fp-1")
+    built = load_or_build_bm25(corpus, PLAIN)
+    assert built.path is not None and (built.path / "bench_meta.json").is_file()
+    # a second call must not stream the corpus again
+    corpus.source = None
+    loaded = load_or_build_bm25(corpus, PLAIN)
+    np.testing.assert_array_equal(loaded.search(["apple"], 4)[1], built.search(["apple"], 4)[1])
+    np.testing.assert_allclose(loaded.search(["apple"], 4)[0], built.search(["apple"], 4)[0])
+    assert loaded.describe()["k1"] == 1.2 and loaded.describe()["corpus_fingerprint"] == "fp-1"
+    assert bm25_cache_key("fp-1", PLAIN) != bm25_cache_key("fp-2", PLAIN)
+    assert bm25_cache_key("fp-1", PLAIN) != bm25_cache_key("fp-1", BM25Params())
+    assert not [p for p in (tmp_path / "bm25").iterdir() if p.name.startswith(".")]  # no temp folder left
+
+
+def test_title_is_indexed_with_the_text(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
+    corpus = _corpus([("a", "Paris", "capital city"), ("b", "", "a river")], "fp-title")
+    ix = load_or_build_bm25(corpus, PLAIN, cache=False)
+    assert ix.search(["paris"], 2)[1].tolist() == [[0, -1]]
+
+
+def test_bad_parameters_are_errors():
+    with pytest.raises(BenchError, match="b must"):
+        BM25Index.from_texts(DOCS, BM25Params(b=2.0))
+    with pytest.raises(BenchError, match="stemmer"):
+        BM25Index.from_texts(DOCS, BM25Params(stemmer="klingon"))
+    with pytest.raises(BenchError, match="k must"):
+        BM25Index.from_texts(DOCS, PLAIN).search(["apple"], 0)

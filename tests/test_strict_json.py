@@ -1,0 +1,55 @@
+"""Every results file a run writes parses with a strict JSON parser (no NaN / Infinity tokens)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.results import strict_json
+
+TINY = ["-t", "d=16", "-t", "n_train=120", "-t", "n_test=20", "-t", "n_negatives=200"]
+QUICK = ["-r", "width=32", "-r", "layers=1", "-r", "heads=2", "-r", "batch_size=32", "-r", "steps=10",
+         "-r", "eval_every=5"]
+
+
+def _refuse(token: str) -> float:
+    raise ValueError(f"non-standard JSON token {token}")
+
+
+def strict_load(path: Path) -> object:
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse)
+
+
+def test_strict_json_turns_non_finite_floats_into_null() -> None:
+    value = {"a": [1.0, math.nan, np.float32("inf")], "b": np.array([-np.inf, 2.0]), "c": (np.int64(3), "x")}
+    out = json.loads(json.dumps(strict_json(value), allow_nan=False), parse_constant=_refuse)
+    assert out == {"a": [1.0, None, None], "b": [None, 2.0], "c": [3, "x"]}
+
+
+def test_the_strict_loader_refuses_nan() -> None:
+    with pytest.raises(ValueError, match="NaN"):
+        json.loads('{"x": NaN}', parse_constant=_refuse)
+
+
+def test_every_results_file_of_real_runs_is_strict_json(tmp_path: Path) -> None:
+    """AMER with m_pred=1 (one vector: its pairwise output diversity is undefined), Single-Query and the reference
+    retrievers, through the command line as a user runs them."""
+    results = tmp_path / "results"
+    common = ["run", "--task", "synthetic-linear-multi", *TINY, "--device", "cpu", "--results-dir", str(results)]
+    assert main([*common, "--retriever", "amer", *QUICK, "-r", "m_pred=1"]) == 0
+    assert main([*common, "--retriever", "single-query", *QUICK]) == 0
+    assert main([*common, "--retriever", "oracle,input"]) == 0
+    files = sorted(results.rglob("*.json"))
+    assert len(files) == 4
+    for f in files:
+        strict_load(f)  # raises on NaN / Infinity
+    (record,) = [r for r in map(strict_load, files) if r["retriever"] == "amer"]  # type: ignore[index]
+    div = record["extra"]["output_diversity"]  # type: ignore[index]
+    assert record["retriever_info"]["m_pred"] == 1  # type: ignore[index]
+    assert div["pred_mean_pairwise_cos"] == [None] * 20
+    assert all(isinstance(v, float) for v in div["target_mean_pairwise_cos"])
