@@ -14,8 +14,9 @@ BM25 the DPR line of work (and so AmbigQA and QAMPARI) used. Tokenisation: lower
 list `stopwords` ("en" = bm25s's English list, "none" = keep all), Snowball stemmer `stemmer` via PyStemmer ("none" =
 no stemming). Every parameter is recorded (`BM25Index.describe()`).
 
-The index is cached under `<cache>/bm25/<key>/`, key = corpus fingerprint + parameters + bm25s version, written into a
-temp folder and renamed into place (atomic); a rerun loads it (memory-mapped) instead of re-tokenising the corpus.
+The index is cached under `<cache>/bm25/<key>/`, key = corpus fingerprint + parameters + bm25s version, a verified cache
+entry (bench/cache.py: written atomically with a manifest, under a file lock); a rerun loads it (memory-mapped)
+instead of re-tokenising the corpus.
 
 `search(texts, k)` → (scores float32 (n, k), rows int64 (n, k)) in descending score, ties broken by the lower
 corpus row; a document sharing no term with the query is not a candidate, so a row may end in -1 / -inf padding.
@@ -26,9 +27,6 @@ term frequencies, BM25 term weights of one document) and `search_weighted` (a qu
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -315,26 +313,32 @@ def load_or_build_bm25(corpus: Any, params: BM25Params | None = None, cache: boo
                        progress: Any = None) -> BM25Index:
     """The BM25 index of a bench Corpus (`fingerprint`, `iter_texts()`, `len`), from the cache when present.
 
+    The index is a verified cache entry (bench/cache.py: manifest, file lock, a damaged entry is rebuilt).
     `progress(n)` is called as documents are tokenised (for a progress bar)."""
+    from bench.cache import load_or_build
+
     params = params or BM25Params()
     params.validate()
-    folder = cache_root() / "bm25" / bm25_cache_key(corpus.fingerprint, params)
-    if cache and (folder / "bench_meta.json").is_file():
-        return BM25Index.load(folder)
-    index = BM25Index.build(_corpus_texts(corpus), params, corpus.fingerprint, n_docs=len(corpus), progress=progress)
+
+    def build_index() -> BM25Index:
+        return BM25Index.build(_corpus_texts(corpus), params, corpus.fingerprint, n_docs=len(corpus),
+                               progress=progress)
+
     if not cache:
-        return index
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+        return build_index()
+    folder = cache_root() / "bm25" / bm25_cache_key(corpus.fingerprint, params)
+    built: list[BM25Index] = []
+
+    def build(tmp: Path) -> None:
+        index = build_index()
         index.save(tmp)
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not (folder / "bench_meta.json").is_file():  # a concurrent build finished first: keep its copy
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    index.path = folder
-    return index
+        built.append(index)
+
+    def load(path: Path) -> BM25Index:
+        if built:
+            built[0].path = path
+            return built[0]
+        return BM25Index.load(path)
+
+    info = {"corpus_fingerprint": corpus.fingerprint, **asdict(params)}
+    return load_or_build(folder, build, load, folder=True, packages=("bm25s", "PyStemmer"), info=info)

@@ -114,6 +114,7 @@ def resolve(device: str | None = "auto", precision: str | None = "auto", *, sour
             local_rank = int(rank_text)  # type: ignore[arg-type]
         except ValueError:
             raise BenchError(f"environment variable LOCAL_RANK must be an integer, got {rank_text!r}") from None
+    gpus: tuple[int, ...]
     if requested == "cpu":
         kind, gpus = "cpu", ()
     elif requested in ("auto", "cuda"):

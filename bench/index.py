@@ -592,7 +592,8 @@ class FlatIndex:
             if made:
                 return made[0].store
             loaded = faiss.read_index(str(p))
-            xb = faiss.rev_swig_ptr(loaded.get_xb(), loaded.ntotal * loaded.d).reshape(loaded.ntotal, loaded.d)
+            xb = faiss.rev_swig_ptr(loaded.get_xb(), loaded.ntotal * loaded.d)  # type: ignore[attr-defined]
+            xb = xb.reshape(loaded.ntotal, loaded.d)
             return ArrayStore(np.array(xb), key=f"faiss:{key}", normalised=True)
 
         out = cls(_cache.load_or_build(path, build, load, packages=("faiss-cpu", "faiss-gpu-cu12")), device)

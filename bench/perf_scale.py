@@ -3,7 +3,7 @@
 The corpus is a seeded mixture of Gaussians (1,000 centres, unit-normalised; `rows` × `dim`, 1M × 384 by default),
 closer to real embeddings than isotropic noise (on which no approximate index can do well); the queries are drawn
 from the same mixture. Ground truth is one bare exact search (`faiss.knn`, inner product). For each kind, in its
-own forked process (so that its peak memory is its own):
+own process (spawned, regenerating the seeded data, so that its peak memory is its own):
 
 - build: the harness's `open_index` (seeded training sample, FAISS train + add, write to the cache), seconds;
 - search: the harness's `index.search` (normalisation, nprobe / efSearch, tie order, re-scoring) against the bare
@@ -85,9 +85,12 @@ def _timed(fn: Any) -> tuple[float, Any]:
 
 
 def _measure(kind: str, docs: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int, repeats: int,
-             rescore: int, workdir: Path) -> dict[str, Any]:
-    """One kind, in the current (forked) process."""
+             rescore: int, workdir: Path, threads: int = 0) -> dict[str, Any]:
+    """One kind, in the current (spawned) process."""
     import faiss
+
+    if threads > 0:
+        faiss.omp_set_num_threads(threads)
 
     from bench.index import ArrayStore, FaissIndex, FlatIndex, IndexSpec, MappedStore, open_index
 
@@ -153,9 +156,13 @@ def _measure(kind: str, docs: np.ndarray, queries: np.ndarray, truth: np.ndarray
     return res
 
 
-def _child(conn: Any, *args: Any) -> None:
+def _child(conn: Any, kind: str, rows: int, dim: int, n_queries: int, seed: int, truth: np.ndarray, k: int,
+           repeats: int, rescore: int, workdir: Path, threads: int) -> None:
+    """A fresh (spawned) process regenerates the seeded data: forking after FAISS's OpenMP threads ran can hang."""
     try:
-        conn.send(_measure(*args))
+        docs = generate(rows, dim, seed)
+        queries = generate(n_queries, dim, seed + 1)
+        conn.send(_measure(kind, docs, queries, truth, k, repeats, rescore, workdir, threads))
     except BaseException as exc:  # report, don't hang the parent
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
     finally:
@@ -163,10 +170,16 @@ def _child(conn: Any, *args: Any) -> None:
 
 
 def run_scale(rows: int, dim: int, queries: int, k: int, kinds: list[str], rescore: int, repeats: int,
-              output: Path | None, console: Console, seed: int = 0) -> dict[str, Any]:
+              output: Path | None, console: Console, seed: int = 0, threads: int = 0) -> dict[str, Any]:
+    """Measure every kind (see the module docstring); `threads` > 0 sets FAISS's OpenMP threads on both sides
+    (on a CPU shared with other jobs one thread avoids spinning barriers: k-means was 15× slower with 2)."""
     import faiss
 
+    if threads > 0:
+        faiss.omp_set_num_threads(threads)
+
     load = os.getloadavg()
+    console = Console(width=max(console.width, 180), stderr=console.stderr)  # the tables are wide
     console.print(f"generating {rows:,} × {dim} unit vectors (mixture of 1,000 Gaussians, seed {seed}) and "
                   f"{queries:,} queries; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
                   f"{os.cpu_count()} CPUs, FAISS {faiss.__version__} with {faiss.omp_get_max_threads()} threads")
@@ -177,27 +190,36 @@ def run_scale(rows: int, dim: int, queries: int, k: int, kinds: list[str], resco
     t = time.perf_counter()
     _, truth = faiss.knn(q, docs, k, metric=faiss.METRIC_INNER_PRODUCT)
     t_truth = time.perf_counter() - t
+    del docs, q  # each kind's process regenerates them
     console.print(f"[dim]ground truth in {t_truth:.2f} s ({2 * queries * rows * dim / t_truth / 1e9:.0f} GFLOP/s)[/]")
     plan = [(kind, 0) for kind in kinds]
     if rescore and "ivfpq" in kinds:
         plan.append(("ivfpq", rescore))
     results: list[dict[str, Any]] = []
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("spawn")
     try:
         for kind, rs in plan:
             console.print(f"[bold]{kind}{f' + rescore {rs}' if rs else ''}[/] …")
             parent, child = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_child, args=(child, kind, docs, q, truth, k, repeats, rs, work / kind))
+            proc = ctx.Process(target=_child, args=(child, kind, rows, dim, queries, seed, truth, k, repeats, rs,
+                                                    work / kind, threads))
             proc.start()
             child.close()
-            res = parent.recv()
+            try:
+                res = parent.recv()
+            except EOFError:
+                res = {"error": f"the measuring process died (exit code {proc.exitcode})"}
             proc.join()
             shutil.rmtree(work / kind, ignore_errors=True)
             if "error" in res:
                 console.print(f"[red]{kind}: {res['error']}[/]")
                 continue
             results.append(res)
+            if output:  # after every kind, so a long run that is stopped keeps what it measured
+                with atomic_open(output) as fh:
+                    json.dump({"rows": rows, "dim": dim, "queries": queries, "k": k, "load_before": load,
+                               "truth_s": t_truth, "results": results, "partial": True}, fh, indent=1, default=str)
             console.print(f"[dim]{json.dumps({k_: v for k_, v in res.items() if k_ != 'params'})}[/]",
                           highlight=False)
     finally:
@@ -228,6 +250,7 @@ def run_scale(rows: int, dim: int, queries: int, k: int, kinds: list[str], resco
     console.print(f"load average before {load[0]:.2f}, after {load_after[0]:.2f} (shared CPU: read ratios, not "
                   f"absolute speeds)")
     figures = {"rows": rows, "dim": dim, "queries": queries, "k": k, "seed": seed, "load_before": load,
+               "faiss_threads": faiss.omp_get_max_threads(), "repeats": repeats,
                "load_after": load_after, "faiss": faiss.__version__, "truth_s": t_truth, "results": results,
                "extrapolation": extrapolation}
     if output:

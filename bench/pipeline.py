@@ -607,6 +607,7 @@ def run(
         # Per-query target diversity in this run's document space (bench/diversity.py): `bench compare` bins by it.
         ctx.extra.setdefault(RECORD_KEY, run_record(test.targets, emb, space))
         timings["target_diversity"] = time.perf_counter() - t
+    ctx.extra.setdefault("answers_per_query", [int(m) for m in test.targets.n_clusters])  # for compare's subsets
     if rerank_records:
         ctx.extra["rerank"] = rerank_records
     if system.expander is not None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 from rich.table import Table
 
 from bench import diversity as div
@@ -181,14 +182,23 @@ def build_comparison(runs: Mapping[str, RunResult], baseline: str | None = None,
                              f"it has {', '.join(run.per_query)}")
 
     td, source = diversity_of(runs, base)
+    answers = [r.extra.get("answers_per_query") for r in runs.values() if r.extra.get("answers_per_query")]
+    single = bool(answers) and max(max(a) for a in answers) <= 1
+    if single and bins:
+        raise BenchError("--bins needs queries with two or more answers (target diversity is a pairwise "
+                         "similarity); every query of this task has one")
     if td is None and bins:
         raise BenchError("--bins needs per-query target diversity, and none of the runs has it; rerun them")
     subsets = [Subset(WHOLE, "all", np.ones(n, dtype=bool))]
     bin_subsets: list[Subset] = []
     threshold = None
-    if td is None:
-        notes.append("no run records per-query target diversity (made before it was stored): the low-similarity "
-                     "subset and bins are not available; rerun `bench run` to add them")
+    if td is None and single:
+        notes.append("every query has one answer, so target similarity (a mean over pairs of answers) is undefined "
+                     "and there is no low-similarity subset: only the whole set is compared")
+    elif td is None:
+        notes.append("no run records per-query target diversity (runs of lexical systems have no document "
+                     "embeddings; older runs were made before it was stored): the low-similarity subset and bins are "
+                     "not available; add a dense system's run, or rerun `bench run`")
     elif bool(np.all(np.isnan(td.cos_sim))):
         # every query has one answer (one target vector): target similarity is undefined, so there is no
         # low-similarity subset or bin to report; the whole set is still compared
@@ -347,7 +357,7 @@ def to_rich(comp: Comparison) -> list[Table]:
         for j, h in enumerate(header):
             table.add_column(h, justify="left" if j == 0 else "right", no_wrap=j == 0)
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(escape(c) for c in row))  # system names like amer[sampling=teacher] are not markup
         out.append(table)
     return out
 

@@ -8,6 +8,7 @@ systems of stages) has no `system`: it loads as the system named by its retrieve
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import re
 import urllib.parse
@@ -161,7 +162,8 @@ def find_runs(results_dir: str | Path, task: str | None = None, system: str | No
     """Run files under results_dir, optionally of one task and/or system (a plain retriever name is a system),
     sorted by path: by task, system folder, then oldest first (run ids start with a UTC timestamp)."""
     root = Path(results_dir)
-    pattern = f"{_safe(task) if task else '*'}/{system_folder(system) if system else '*'}/*.json"
+    folder = glob.escape(system_folder(system)) if system else "*"  # `[` in amer[sampling=teacher] is no glob
+    pattern = f"{glob.escape(_safe(task)) if task else '*'}/{folder}/*.json"
     return sorted(root.glob(pattern))
 
 

@@ -57,7 +57,7 @@ class QueryEncoderParams(TrainParams):
     backbone: str | None = None  # a pretrained causal LM (folder or cached hub id); text tasks default to SmolLM2
     finetune: str = "lora"  # pretrained backbone: lora (adapters only) | full (every weight)
     lora_r: int = LoraSettings.r
-    lora_alpha: float = LoraSettings.alpha
+    lora_alpha: int = LoraSettings.alpha
     lora_dropout: float = LoraSettings.dropout
     instruction: str = DEFAULT_INSTRUCTION  # text queries: the system message of the chat template
     max_length: int = DEFAULT_MAX_LENGTH  # text queries: query tokens kept

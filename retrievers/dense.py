@@ -386,11 +386,12 @@ class DenseRetriever(Retriever):
         with make_progress(ctx.console or STDERR) as progress:
             bar = progress.add_task("encode queries", total=len(split.texts), status=self.dense.source.model_id)
             q = self.dense.encode(list(split.texts), self.dense.query_prompt, lambda n: progress.advance(bar, n))
-        if q.shape[1] != ctx.index.dim:
+        if ctx.index is not None and q.shape[1] != ctx.index.dim:
             where = ctx.index.path or "the corpus index"
             raise BenchError(
                 f"{where}: field 'dim': the index holds {ctx.index.dim}-dim vectors, but {self.dense.source.model_id} "
-                f"embeds queries in {q.shape[1]} dimensions; remove the stale index with `bench cache clear indexes`"
+                f"embeds queries in {q.shape[1]} dimensions; remove the stale entry with "
+                f"`bench cache clear embeddings indexes`"
             )
         return q[:, None, :]
 

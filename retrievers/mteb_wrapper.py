@@ -185,10 +185,10 @@ class MtebRetriever(Retriever):
         with make_progress(ctx.console or STDERR) as progress:
             bar = progress.add_task("encode queries", total=len(split.texts), status=self.meta.name)
             q = self.encode(list(split.texts), "query", lambda n: progress.advance(bar, n))
-        if q.shape[1] != ctx.index.dim:
+        if ctx.index is not None and q.shape[1] != ctx.index.dim:
             raise BenchError(f"{ctx.index.path or 'the corpus index'}: field 'dim': the index holds "
                              f"{ctx.index.dim}-dim vectors, but {self.meta.name} embeds queries in {q.shape[1]} "
-                             f"dimensions; remove the stale index with `bench cache clear indexes`")
+                             f"dimensions; remove the stale entry with `bench cache clear embeddings indexes`")
         return q[:, None, :]
 
 

@@ -16,6 +16,8 @@ Procedure (DESIGN §3), counted step by step in the task info (`bench data info 
    kept only when every answer has a gold passage;
 4. splits as the paper: train = train file + one half of dev, test = the other half (a seeded permutation of the dev
    file's questions, drawn before any filtering, so it does not depend on the corpus), val = 10% of train (seeded).
+   `nq_open=true` adds NQ-open's questions with ≥ 2 distinct answers (one cluster per answer, forms of one answer
+   merged) to train, through the same gold mapping and keep rule.
 The leak audit (bench/audit.py) runs on every load; `drop_leaked=true` removes the leaked test questions.
 """
 
@@ -27,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.cache import file_sha256
 from bench.errors import BenchError
 from bench.registry import register_task
 from bench.task import Task, TaskData
@@ -36,6 +39,9 @@ from tasks.multianswer import (
     MappingParams,
     Question,
     StepCounts,
+    contains_alias,
+    jsonl_records,
+    normalise,
     prepare_task,
     read_json_array,
     seeded_split,
@@ -52,6 +58,8 @@ class AmbigQAParams:
     val_fraction: float = 0.1
     drop_leaked: bool = False  # drop test questions the audit finds leaked from train
     corpus_full_hash: bool = False
+    nq_open: bool = False  # add NQ-open's multi-answer questions to train (from nq_open_dir)
+    nq_open_dir: str | None = None  # folder of NQ-open JSONL files; default ../shared/data/nq-open
 
 
 def find_files(folder: Path) -> dict[str, Path]:
@@ -141,6 +149,38 @@ def parse_ambignq(path: Path, source: str, counts: StepCounts) -> list[Question]
     return out
 
 
+def parse_nq_open(paths: list[Path], counts: StepCounts) -> list[Question]:
+    """NQ-open questions (`{"question", "answer": [...]}`) with ≥ 2 distinct answers. NQ-open lists alternative
+    forms of one answer too ("14 December 1972 UTC", "December 1972"): answers whose normalised forms contain one
+    another are merged into one cluster, the rest are distinct answers."""
+    total = 0
+    out: list[Question] = []
+    for path in paths:
+        for line, rec in jsonl_records(path):
+            total += 1
+            where = f"{path}, line {line}"
+            text = _field(rec, "question", where, str)
+            answers = _field(rec, "answer", where, list)
+            if not all(isinstance(a, str) for a in answers):
+                raise BenchError(f"{where}: field 'answer' must be a list of strings")
+            groups: list[list[str]] = []
+            for a in answers:
+                n = normalise(a)
+                if not n:
+                    continue
+                for g in groups:
+                    if any(contains_alias(n, normalise(x)) or contains_alias(normalise(x), n) for x in g):
+                        g.append(a)
+                        break
+                else:
+                    groups.append([a])
+            if len(groups) >= 2:
+                out.append(Question(f"nq-open:{path.stem}:{line}", text, "nq-open", [Answer(g) for g in groups]))
+    counts.add("nq-open", "questions", total)
+    counts.add("nq-open", "≥ 2 distinct answers", len(out))
+    return out
+
+
 @register_task(
     "ambigqa",
     description="AmbigQA multi-answer questions over a passage corpus (-t corpus=PATH; default wiki-vital, offline)",
@@ -155,6 +195,11 @@ class AmbigQATask(Task):
         folder = resolve_data_dir(p.data_dir, "ambignq", self.name)
         files = find_files(folder)
         corpus_path, label = default_corpus(p.corpus, self.name)
+        nq_files: list[Path] = []
+        if p.nq_open:
+            nq_files = sorted(resolve_data_dir(p.nq_open_dir, "nq-open", self.name).glob("*.jsonl"))
+            if not nq_files:
+                raise BenchError(f"task {self.name}: nq_open=true, but no NQ-open *.jsonl files were found")
 
         def parse(counts: StepCounts) -> tuple[list[Question], dict[str, Any]]:
             train = parse_ambignq(files["train"], "train", counts)
@@ -169,7 +214,11 @@ class AmbigQATask(Task):
                                 "test = the other half, val = val_fraction of train (seeded)",
                       "seed": p.split_seed, "val_fraction": p.val_fraction,
                       "dev_train_half": len(half), "dev_test_half": len(dev_ids) - len(half)}
-            return train + dev, record
+            extra: list[Question] = []
+            if p.nq_open:
+                extra = parse_nq_open(nq_files, counts)
+                record["nq_open"] = "NQ-open multi-answer questions added to train"
+            return train + dev + extra, record
 
         def assign(q: Question) -> str:
             return "test" if q.group == "dev half → test" else "train"
@@ -178,4 +227,5 @@ class AmbigQATask(Task):
             self.name, parse, assign, files=list(files.values()), corpus_path=corpus_path, corpus_label=label,
             mapping=MappingParams(depth=p.depth, dense=p.dense), seed=p.split_seed, val_fraction=p.val_fraction,
             drop_leaked=p.drop_leaked, force_hash=p.corpus_full_hash, search="question",
+            key_extra={"nq_open": [(f.name, file_sha256(f)) for f in nq_files]},
         )

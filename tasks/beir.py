@@ -173,6 +173,7 @@ class BeirTask(Task):
             "source": str(folder),
             "corpus": reader.describe() | {"fingerprint": scan.fingerprint_info},
             "split": split_record or {"method": "as released"},
+            "audit": {"ran": False, "dropped": []},  # `bench data audit` runs on the multi-answer tasks
             "target_representatives": "each answer cluster's first listed relevant document; without a cluster "
                                       "column every relevant document is its own answer cluster",
             "queries_without_relevant_docs": dropped,

@@ -26,8 +26,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +35,7 @@ from typing import Any, overload
 import numpy as np
 
 from bench.atomic import atomic_open
-from bench.cache import cache_root, file_sha256, stable_hash
+from bench.cache import cache_root, file_sha256, load_or_build, stable_hash, verify_entry
 from bench.encode import document_text  # noqa: F401  (re-exported: how a (title, text) record becomes one string)
 from bench.errors import BenchError
 
@@ -275,12 +273,12 @@ class _CorpusReader:
                 rec = json.loads(record_path.read_text())
                 folder = cache_root() / "corpus-ids" / rec["fingerprint"]
                 same = rec["size"] == st.st_size and rec["mtime_ns"] == st.st_mtime_ns
-                if same and (folder / "hash_rows.npy").is_file():
+                if same and verify_entry(folder) is None:
                     info = {"method": "cached", "size": st.st_size, "mtime_ns": st.st_mtime_ns,
                             "sha256": rec["sha256"]}
                     return CorpusScan(CorpusIds.load(folder), rec["fingerprint"], info)
             except (OSError, ValueError, KeyError):
-                pass  # an unreadable record is rebuilt below
+                pass  # an unreadable record or id table is rebuilt below
         builder = _IdBuilder()
         for line_no, doc_id, _, _ in self._records():
             builder.add(doc_id, line_no)
@@ -293,20 +291,9 @@ class _CorpusReader:
             raise BenchError(f"{self.path}: the file changed while it was being read; run again")
         fp = stable_hash([self.kind, sha, self.describe().get("fields"), self._fingerprint_extra()], length=32)
         info = {"method": "sha256", "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
-        if cache:
-            folder = cache_root() / "corpus-ids" / fp
-            if not (folder / "hash_rows.npy").is_file():
-                folder.parent.mkdir(parents=True, exist_ok=True)
-                tmp = Path(tempfile.mkdtemp(prefix=f".{fp}.", dir=folder.parent))
-                try:
-                    ids.save(tmp)
-                    try:
-                        os.replace(tmp, folder)
-                    except OSError:
-                        if not (folder / "hash_rows.npy").is_file():
-                            raise
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
+        if cache:  # the id table is a verified cache entry (bench/cache.py), the stat record a small JSON file
+            load_or_build(cache_root() / "corpus-ids" / fp, ids.save, lambda p: p, folder=True,
+                          info={"corpus": str(self.path), "n_docs": len(ids)})
             with atomic_open(record_path) as fh:
                 json.dump({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha, "fingerprint": fp,
                            "path": stamp["path"]}, fh)

@@ -14,13 +14,12 @@ not a letter or digit → space, the articles a / an / the removed (unless nothi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-import shutil
-import tempfile
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,8 +40,10 @@ _NON_WORD = re.compile(r"[^0-9a-z]+")
 
 def normalise(text: str) -> str:
     """The normalised form used for alias matching (module docstring)."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    if not text.isascii():  # NFKD + dropping combining marks only where there is something to fold
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = text.lower()
     text = _NON_WORD.sub(" ", text)
     stripped = " ".join(_ARTICLES.sub(" ", text).split())
     return stripped or " ".join(text.split())  # an answer that is only an article ("A") keeps it
@@ -197,6 +198,7 @@ def match_gold(corpus: Corpus, candidates: list[np.ndarray], aliases: list[list[
     del order
     needed, starts = np.unique(rows, return_index=True)
     ends = np.append(starts[1:], len(rows))
+    padded_aliases = [[f" {a} " for a in al if a] for al in aliases]
     gold: list[list[int]] = [[] for _ in candidates]
     j = 0
     n = len(corpus)
@@ -207,10 +209,12 @@ def match_gold(corpus: Corpus, candidates: list[np.ndarray], aliases: list[list[
             break
         if row != needed[j]:
             continue
-        norm = normalise(document_text(title, text))
+        padded = f" {normalise(document_text(title, text))} "
         for u in units[starts[j]:ends[j]].tolist():
-            if any(contains_alias(norm, a) for a in aliases[u]):
-                gold[u].append(row)
+            for a in padded_aliases[u]:
+                if a in padded:  # = contains_alias, with the padding built once per passage
+                    gold[u].append(row)
+                    break
         j += 1
     return [sorted(g) for g in gold]
 
@@ -224,27 +228,19 @@ def prepared_folder(task: str, key: str) -> Path:
 
 def write_prepared(folder: Path, queries: list[tuple[str, str]], qrels: dict[str, list[tuple[str, str, str]]],
                    meta: dict[str, Any]) -> None:
-    """queries.jsonl, qrels/<split>.tsv (query-id, corpus-id, score, cluster) and meta.json, atomically."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        with open(tmp / "queries.jsonl", "w", encoding="utf-8") as fh:
-            for qid, text in queries:
-                fh.write(json.dumps({"_id": qid, "text": text}, ensure_ascii=False) + "\n")
-        (tmp / "qrels").mkdir()
-        for split, rows in qrels.items():
-            with open(tmp / "qrels" / f"{split}.tsv", "w", encoding="utf-8") as fh:
-                fh.write("query-id\tcorpus-id\tscore\tcluster\n")
-                for qid, did, cluster in rows:
-                    fh.write(f"{qid}\t{did}\t1\t{cluster}\n")
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not (folder / "meta.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """queries.jsonl, qrels/<split>.tsv (query-id, corpus-id, score, cluster) and meta.json into `folder` (the temp
+    folder of a cache entry: bench/cache.py renames it into place with a manifest)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "queries.jsonl", "w", encoding="utf-8") as fh:
+        for qid, text in queries:
+            fh.write(json.dumps({"_id": qid, "text": text}, ensure_ascii=False) + "\n")
+    (folder / "qrels").mkdir(exist_ok=True)
+    for split, rows in qrels.items():
+        with open(folder / "qrels" / f"{split}.tsv", "w", encoding="utf-8") as fh:
+            fh.write("query-id\tcorpus-id\tscore\tcluster\n")
+            for qid, did, cluster in rows:
+                fh.write(f"{qid}\t{did}\t1\t{cluster}\n")
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
 
 
 def load_prepared(folder: Path, name: str, corpus: Corpus, reader: CorpusReader) -> TaskData:
@@ -312,8 +308,17 @@ class _Bars:
         self.progress.update(self.tasks[desc], completed=done, total=total)
 
 
+@contextlib.contextmanager
+def _bars(show: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    if not show:
+        yield None
+        return
+    with _Bars() as bars:
+        yield bars
+
+
 def map_questions(corpus: Corpus, questions: list[Question], mapping: MappingParams, search: str,
-                  progress: Callable[[str, int, int], None] | None = None) -> tuple[list[list[list[int]]], str | None]:
+                  progress: bool = False) -> tuple[list[list[list[int]]], str | None]:
     """gold[q][a] = corpus rows of answer a of question q. `search`: "question" (candidates of the question text,
     BM25 + dense) or "proof" (candidates of each answer's proof snippets, BM25)."""
     if mapping.depth <= 0:
@@ -330,8 +335,11 @@ def map_questions(corpus: Corpus, questions: list[Question], mapping: MappingPar
                 texts.append(t)
                 own.append(u)
         owner = np.asarray(own, dtype=np.int64)
-    lists = [bm25_candidates(corpus, texts, mapping.depth, mapping.bm25_k1, mapping.bm25_b, progress)] if texts else []
-    if texts and mapping.dense not in ("", "none"):
+    lists = []
+    if texts:
+        with _bars(progress) as bars:
+            lists.append(bm25_candidates(corpus, texts, mapping.depth, mapping.bm25_k1, mapping.bm25_b, bars))
+    if texts and mapping.dense not in ("", "none"):  # its encoder draws its own progress bars
         rows, dense_space = dense_candidates(corpus, texts, mapping.depth, mapping.dense)
         lists.append(rows)
     per_text = np.concatenate(lists, axis=1) if lists else np.zeros((0, 0), np.int32)
@@ -339,12 +347,13 @@ def map_questions(corpus: Corpus, questions: list[Question], mapping: MappingPar
         candidates = [per_text[qi] for qi, _ in units]
     else:
         by_unit: list[list[np.ndarray]] = [[] for _ in units]
-        for t, u in enumerate(owner.tolist()):
-            by_unit[u].append(per_text[t])
+        for ti, u in enumerate(owner.tolist()):
+            by_unit[u].append(per_text[ti])
         candidates = [np.unique(np.concatenate(c)) if c else np.zeros(0, np.int64) for c in by_unit]
     candidates = [np.unique(c[c >= 0]) for c in candidates]
     aliases = [questions[qi].answers[ai].normalised() for qi, ai in units]
-    flat = match_gold(corpus, candidates, aliases, progress)
+    with _bars(progress) as bars:
+        flat = match_gold(corpus, candidates, aliases, bars)
     gold: list[list[list[int]]] = [[[] for _ in q.answers] for q in questions]
     for (qi, ai), rows_ in zip(units, flat, strict=True):
         gold[qi][ai] = rows_
@@ -354,7 +363,7 @@ def map_questions(corpus: Corpus, questions: list[Question], mapping: MappingPar
 def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], dict[str, Any]]],
                  assign: Callable[[Question], str], files: list[Path], corpus_path: Path, corpus_label: str,
                  mapping: MappingParams, seed: int, val_fraction: float, drop_leaked: bool, force_hash: bool,
-                 search: str, progress: bool = True) -> TaskData:
+                 search: str, progress: bool = True, key_extra: Any = None) -> TaskData:
     """Parse, map gold passages, keep, split and write the prepared folder once (cached by input hashes and
     parameters); then load it, run the audit and record it."""
     from bench.audit import apply_audit
@@ -363,16 +372,13 @@ def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], 
         raise BenchError(f"task {name}: val_fraction must be in [0, 1), got {val_fraction}")
     corpus, reader, corpus_info = corpus_of(corpus_path, force_hash)
     key = stable_hash([name, files_hash(files), corpus.fingerprint, asdict(mapping), seed, val_fraction,
-                       MAPPING_VERSION, search], length=24)
+                       MAPPING_VERSION, search, key_extra], length=24)
     folder = prepared_folder(name, key)
-    if not (folder / "meta.json").is_file():
+
+    def build(tmp: Path) -> None:
         counts = StepCounts()
         questions, split_record = parse(counts)
-        if progress:
-            with _Bars() as bars:
-                gold, dense_space = map_questions(corpus, questions, mapping, search, bars)
-        else:
-            gold, dense_space = map_questions(corpus, questions, mapping, search)
+        gold, dense_space = map_questions(corpus, questions, mapping, search, progress)
         kept = [(q, g) for q, g in zip(questions, gold, strict=True) if all(len(rows) for rows in g)]
         for src in list(counts.steps):
             counts.add(src, "every answer has a gold passage", sum(1 for q, _ in kept if q.source == src))
@@ -412,7 +418,11 @@ def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], 
             "inputs": dict(files_hash(files)),
             "answers": {q.qid: [a.aliases for a in q.answers] for items in splits.values() for q, _ in items},
         }
-        write_prepared(folder, queries, qrels, meta)
+        write_prepared(tmp, queries, qrels, meta)
+
+    from bench.cache import load_or_build
+
+    load_or_build(folder, build, lambda p: p, folder=True, info={"task": name, "corpus": str(corpus_path)})
     data = load_prepared(folder, name, corpus, reader)
     data.info["corpus_label"] = corpus_label
     data.info["corpus"] = corpus_info

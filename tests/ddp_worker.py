@@ -61,9 +61,15 @@ def main(out: Path) -> None:
     strategy = make_strategy(torch.device("cpu"))
     assert not isinstance(strategy, SingleProcess), "run me under torchrun with 2 processes"
     losses = global_batch_losses(strategy)
+    # gradient through the gather: d(Σ_r loss_r)/d(local part), with loss_r = (r + 1) · Σ w ⊙ gathered
+    x = torch.full((2, 3), float(strategy.rank + 1), requires_grad=True)
+    gathered, offset = strategy.gather(x)
+    w = torch.arange(12.0).reshape(4, 3)
+    ((gathered * w).sum() * (strategy.rank + 1)).backward()
     t = trainer(strategy)
     result = t.run()
     torch.save({"losses": losses, "weights": t.model.state_dict(), "best_step": result.best_step,
+                "gathered": gathered.detach(), "offset": offset, "grad": x.grad,
                 "world_size": strategy.world_size}, out / f"rank{strategy.rank}.pt")
     strategy.close()
 

@@ -151,3 +151,20 @@ def test_dense_candidates_join_the_mapping(tmp_path):
     assert data.info["gold_mapping"]["dense"] == "minilm"
     assert data.info["gold_mapping"]["dense_space"].startswith("sentence-transformers/all-MiniLM-L6-v2@")
     assert sum(len(s) for s in data.splits.values()) == 4
+
+
+def test_nq_open_multi_answer_questions_join_train(tmp_path):
+    folder, corpus = write_fixture(tmp_path, TRAIN, DEV)
+    nq = tmp_path / "nq-open"
+    nq.mkdir()
+    rows = [{"question": "which teams won the world cup in 2014 and 2018", "answer": ["France", "Germany",
+                                                                                      "the Germany team"]},
+            {"question": "when was the last moon landing", "answer": ["December 1972", "14 December 1972"]}]
+    (nq / "NQ-open.dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = build_task("ambigqa", [f"data_dir={folder}", f"corpus={corpus}", "dense=none", "val_fraction=0",
+                                  "nq_open=true", f"nq_open_dir={nq}"]).load()
+    assert data.info["steps"]["nq-open"] == {"questions": 2, "≥ 2 distinct answers": 1,
+                                             "every answer has a gold passage": 1}
+    train = data.splits["train"]
+    i = train.query_ids.index("nq-open:NQ-open.dev:1")
+    assert train.targets.n_clusters[i] == 2 and "nq-open:NQ-open.dev:1" not in data.splits["test"].query_ids

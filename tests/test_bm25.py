@@ -113,7 +113,10 @@ def test_cache_roundtrip_and_key(tmp_path, monkeypatch):
     assert loaded.describe()["k1"] == 1.2 and loaded.describe()["corpus_fingerprint"] == "fp-1"
     assert bm25_cache_key("fp-1", PLAIN) != bm25_cache_key("fp-2", PLAIN)
     assert bm25_cache_key("fp-1", PLAIN) != bm25_cache_key("fp-1", BM25Params())
-    assert not [p for p in (tmp_path / "bm25").iterdir() if p.name.startswith(".")]  # no temp folder left
+    assert not list((tmp_path / "bm25").glob("*.tmp"))  # no temp folder left
+    from bench.cache import verify_entry
+
+    assert verify_entry(built.path) is None  # a verified entry: manifest with every file's checksum
 
 
 def test_title_is_indexed_with_the_text(tmp_path, monkeypatch):

@@ -161,7 +161,7 @@ def test_folder_entries(cache: Path) -> None:
 
 
 @robust(case="files the harness writes (results, caches) under umask 022 / 027",
-        outcome="mode 0644 / 0640 as `open()` would give, not mkstemp's 0600", issue=7)
+        outcome="mode 0644 / 0640 as `open()` would give, not mkstemp's 0600")
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
 def test_written_files_respect_the_umask(cache: Path, tmp_path: Path, umask: int, mode: int) -> None:
     old = os.umask(umask)
@@ -208,7 +208,7 @@ def _worker(path: Path, log: Path, sleep: float) -> subprocess.Popen:
 
 
 @robust(case="two processes want the same cache entry at once",
-        outcome="file lock: the second waits and reuses the first's build (built once)", issue=6)
+        outcome="file lock: the second waits and reuses the first's build (built once)")
 def test_second_process_waits_and_reuses(cache: Path, tmp_path: Path) -> None:
     path, log = cache / "kind" / "e.txt", tmp_path / "builds.log"
     first = _worker(path, log, 2.0)

@@ -63,8 +63,7 @@ def test_verify_names_both_and_fix_rebuilds_them(cache: Path, tmp_path: Path, ca
 
 
 @robust(case="truncated synthetic task file (.npz) or FAISS index met by `bench run`",
-        outcome="one `warning:` line per entry, moved to quarantine, rebuilt; the run succeeds (every later run too)",
-        issue=2)
+        outcome="one `warning:` line per entry, moved to quarantine, rebuilt; the run succeeds (every later run too)")
 @pytest.mark.parametrize("damage", ["truncate", "empty", "no-manifest-truncate"])
 def test_run_heals_a_damaged_cache(cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: str) -> None:
     assert main([*RUN, "--results-dir", str(tmp_path / "r1")]) == 0

@@ -1,8 +1,13 @@
 """The first things a new user meets: usage errors, an unwritable results folder, a cutoff larger than the corpus,
-a YAML file in the wrong encoding — each one clear message and exit code 2, never a traceback (issue 13)."""
+a YAML file in the wrong encoding, a damaged cache, files only their owner can read — each one clear message and exit
+code 2 (or a healed cache), never a traceback (issue 13).
+
+The tests of the issue's seven cases import, at module level, only what the code before the fix had, so that this
+file runs against that code too (each of them failed there; see the README's Reliability section)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,7 +19,6 @@ import pytest
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.preflight import check_free_space, check_writable
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["-t", "d=16", "-t", "n_train=30", "-t", "n_test=20", "-t", "n_negatives=500"]
@@ -103,6 +107,8 @@ def test_read_only_results_dir_fails_before_the_work() -> None:
 
 
 def test_check_writable_creates_missing_folders_and_free_space(tmp_path: Path) -> None:
+    from bench.preflight import check_free_space, check_writable
+
     assert check_writable(tmp_path / "a" / "b").is_dir()
     with pytest.raises(BenchError, match=r"needs about 1024.0 TB on .*, only .* free"):
         check_free_space(tmp_path, 1 << 50, "the cache")
@@ -165,7 +171,8 @@ BAD_FILES = [
     ("corpus.jsonl", b'{"_id": "d1", "text": "a"}\n{"_id": "d2", "te',
      "corpus.jsonl, line 2: not valid JSON (Unterminated string starting at, column 15)"),
     ("queries.jsonl", b'{"_id": "q1", "text": "x"}\n{"_id": "q2"}\n', "queries.jsonl, line 2: missing field 'text'"),
-    ("queries.jsonl", b'{"_id": "q1", "text": "x"}\n{"_id": ["q2"], "text": "y"}\n', "queries.jsonl, line 2: field '_id'"),
+    ("queries.jsonl", b'{"_id": "q1", "text": "x"}\n{"_id": ["q2"], "text": "y"}\n',
+     "queries.jsonl, line 2: field '_id'"),
     ("qrels.jsonl", b'{"query-id": "q1", "corpus-id": "d1", "score": NaN}\n',
      "qrels.jsonl, line 1: field 'score' must be a finite number, got nan"),
 ]
@@ -204,3 +211,66 @@ def test_bad_results_file_is_one_error_line(payload: bytes, message: str, tmp_pa
     code = main(["compare", "--task", "synthetic-linear-single", "--results-dir", str(tmp_path)])
     assert code == 2
     assert capsys.readouterr().err.strip() == f"error: {run_file}: {message}"
+
+
+@robust(case="results and cache files written by `bench run` under umask 022 and 027",
+        outcome="mode 0644 / 0640, as `open()` gives (not mkstemp's 0600): a shared results folder is readable",
+        issue=7)
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_run_outputs_respect_the_umask(umask: int, mode: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    old = os.umask(umask)
+    try:
+        assert main(["run", "--task", "synthetic-linear-single", "--retriever", "input", *SMALL,
+                     "--results-dir", str(tmp_path / "r")]) == 0
+    finally:
+        os.umask(old)
+    written = [*(tmp_path / "r").rglob("*.json"), *(tmp_path / "r").rglob("*.trec"),
+               *(tmp_path / "cache").rglob("*.npz")]
+    assert len(written) == 3
+    assert {oct(p.stat().st_mode & 0o777) for p in written} == {oct(mode)}
+
+
+@robust(case="a truncated or empty synthetic task file (.npz) in the cache, met by `bench run`",
+        outcome="one `warning:` line; the file is moved to <cache>/quarantine/ and regenerated; this run and every "
+        "later one succeed with the same figures", issue=2)
+@pytest.mark.parametrize("size", [0, 100])
+def test_truncated_task_file_heals(size: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["run", "--task", "synthetic-linear-single", "--retriever", "input", *SMALL]
+    assert main([*args, "--results-dir", str(tmp_path / "r1")]) == 0
+    (task_file,) = (tmp_path / "cache" / "synthetic").glob("*.npz")
+    with open(task_file, "r+b") as fh:
+        fh.truncate(size)
+    capsys.readouterr()
+    for n in (2, 3):
+        assert main([*args, "--results-dir", str(tmp_path / f"r{n}")]) == 0
+    err = capsys.readouterr().err
+    assert [line.split(":")[0] for line in err.splitlines() if "cache entry" in line] == ["warning"]
+    summaries = [json.loads(next((tmp_path / f"r{n}").rglob("*.json")).read_text())["summary"] for n in (1, 2, 3)]
+    assert summaries[0] == summaries[1] == summaries[2]
+
+
+@robust(case="a truncated or empty FAISS index file in the cache (FlatIndex.cached)",
+        outcome="one `warning:` line; moved to quarantine and rebuilt from the embeddings; the same search results",
+        issue=2)
+@pytest.mark.parametrize("size", [0, 50])
+def test_truncated_index_file_heals(size: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture) -> None:
+    import numpy as np
+
+    from bench.index import FlatIndex
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    emb = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+    first = FlatIndex.cached("k", lambda: emb, device="cpu")
+    want = first.search(emb[:5], 3)
+    (index_file,) = (tmp_path / "cache" / "indexes").glob("*.faiss")
+    with open(index_file, "r+b") as fh:
+        fh.truncate(size)
+    capsys.readouterr()
+    again = FlatIndex.cached("k", lambda: emb, device="cpu")
+    got = again.search(emb[:5], 3)
+    assert all(np.array_equal(a, b) for a, b in zip(want, got, strict=True))
+    assert capsys.readouterr().err.startswith("warning: cache entry")

@@ -318,3 +318,25 @@ def test_gpu_request_without_faiss_gpu_is_recorded_not_silent() -> None:
     info = index.describe()
     assert info["device"] == "cpu" and "no GPU support" in info["notes"][0]
     assert index.search(np.eye(4, dtype=np.float32), 1)[1][:, 0].tolist() == [0, 1, 2, 3]
+
+
+def test_bench_run_index_options_are_used_and_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from bench.cli import main
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    small = ["-t", "d=16", "-t", "n_train=50", "-t", "n_test=40", "-t", "n_negatives=3000"]
+    for extra in (["--index", "ivf", "--nprobe", "4", "--rescore", "50"], ["--index", "HNSW16", "--ef-search", "20"],
+                  ["--fp16-index"]):
+        code = main(["run", "--task", "synthetic-linear-single", "--retriever", "oracle", *small, *extra,
+                     "--results-dir", str(tmp_path / "r" / extra[0])])
+        assert code == 0
+    info = {}
+    for p in (tmp_path / "r").rglob("*.json"):
+        rec = json.loads(p.read_text())["extra"]["index"]
+        info[rec["factory"] + ("/fp16" if rec["fp16"] else "")] = rec
+    assert info["IVF64,Flat"]["params"] == {"nprobe": 4} and info["IVF64,Flat"]["rescore"] == 50
+    assert info["HNSW16"]["params"] == {"efSearch": 20}
+    assert info["Flat/fp16"]["storage"] == "float16" and info["Flat/fp16"]["exact"]
+    assert sorted(p.name for p in (tmp_path / "cache" / "indexes").glob("*.faiss")).__len__() == 2

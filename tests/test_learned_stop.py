@@ -18,6 +18,7 @@ from bench.pipeline import Session, build_system, build_task, run
 from bench.stages.base import QueryVectors
 from bench.train.loss import matched_infonce
 from bench.train.objectives import LossInputs, get_objective
+from bench.train.objectives.stop import STOP_WEIGHT
 from tasks.synthetic import SyntheticParams, generate, target_counts, target_range
 
 TASK = "synthetic-linear-single"
@@ -132,7 +133,7 @@ def test_matched_stop_loss_is_matched_infonce_plus_bce() -> None:
             y = 1.0 if i + 1 < n else 0.0
             p = float(torch.sigmoid(logits[e, i].detach()))
             bce += -(y * np.log(p) + (1 - y) * np.log(1 - p)) / t
-    assert float(loss.detach()) == pytest.approx(float(ref) + bce / b, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(float(ref) + STOP_WEIGHT * bce / b, rel=1e-5)
     loss.backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all()
     with pytest.raises(ValueError, match="stop logits"):
@@ -153,7 +154,7 @@ def test_stop_parameter_names_the_system_and_keeps_fixed_checkpoint_keys() -> No
 def test_stop_head_learns_a_planted_count(tmp_path: Path) -> None:
     """A tiny varying-m task (count = 2 + 2·[x_1 > 0] + [x_0 > 0]): after training, the number of vectors each test
     query emits equals its number of answers for ≥ 90% of queries, and fewer vectors are searched than m_max."""
-    params = ["stop=learned", "arch=tiny", "width=32", "layers=1", "heads=2", "batch_size=64", "steps=400",
+    params = ["stop=learned", "arch=tiny", "width=32", "layers=1", "heads=2", "batch_size=64", "steps=600",
               "eval_every=50", "lr=5e-3"]
     result, path = run(TASK, "amer", (10,), TP, params, seed=0, results_dir=tmp_path, session=Session(device="cpu"))
     rec = json.loads(path.read_text())["extra"]["vectors_per_query"]
@@ -161,10 +162,10 @@ def test_stop_head_learns_a_planted_count(tmp_path: Path) -> None:
     assert rec["stop"] == "learned" and rec["m_max"] == 5
     assert rec["count_equals_answers"] >= 0.9, rec
     data = build_task(TASK, TP).load()
-    assert np.mean(counts == data.split("test").targets.n_clusters) == pytest.approx(rec["count_equals_answers"])
+    share = np.mean(counts == data.split("test").targets.n_clusters)
+    assert share == pytest.approx(rec["count_equals_answers"], abs=1e-4)
     assert rec["mean_searched"] < 5
-    assert result.system == "amer[arch=tiny,width=32,layers=1,heads=2,steps=400,eval_every=50,lr=0.005,stop=learned]" \
-        or "stop=learned" in result.system
+    assert "stop=learned" in result.system
 
 
 def test_record_emitted_returns_masked_query_vectors() -> None:
@@ -181,8 +182,8 @@ def test_record_emitted_returns_masked_query_vectors() -> None:
     out = record_emitted(vecs, split, ctx, learned=True)
     assert isinstance(out, QueryVectors) and out.mask.sum(axis=1).tolist() == [2, 1, 4]
     rec = ctx.extra["vectors_per_query"]
-    assert rec["per_query"] == [2, 1, 4] and rec["count_equals_answers"] == pytest.approx(2 / 3)
-    assert rec["mean_searched"] == pytest.approx(7 / 3) and rec["histogram"] == {1: 1, 2: 1, 4: 1}
+    assert rec["per_query"] == [2, 1, 4] and rec["count_equals_answers"] == pytest.approx(2 / 3, abs=1e-4)
+    assert rec["mean_searched"] == pytest.approx(7 / 3, abs=1e-4) and rec["histogram"] == {1: 1, 2: 1, 4: 1}
     div = ctx.extra["output_diversity"]["pred_mean_pairwise_cos"]
     assert div[0] == pytest.approx(0.0) and div[1] is None and div[2] == pytest.approx(-1 / 3)
     fixed = record_emitted(vecs, split, SimpleNamespace(extra={}), learned=False)

@@ -69,6 +69,9 @@ def systems_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                  "--k", "10,100", "--results-dir", str(root), *SMALL]) == 0
     assert main(["run", "--task", TASK, "--retriever", "input", "--rerank", "mmr", "-r", "mmr.grid=0.5,0.9",
                  "--k", "10,100", "--results-dir", str(root), *SMALL]) == 0
+    # the README's ablation: amer and amer[sampling=teacher] must be two systems, not one overwriting the other
+    assert main(["run", "--task", TASK, "--retriever", "amer,amer[sampling=teacher]", "-r", "amer.steps=20",
+                 "-r", "eval_every=10", "-r", "width=32", "--k", "10,100", "--results-dir", str(root), *SMALL]) == 0
     return root
 
 
@@ -77,11 +80,17 @@ def test_each_system_has_its_own_folder_record_and_real_scores(systems_run: Path
     # names made of portable characters are their own folder; others (λ) get a slug and a hash of the exact name
     slug = next(f for f in folders if f.startswith("input+mmr(_=0.5)-"))
     assert len(slug) == len("input+mmr(_=0.5)-") + 8
-    assert sorted(set(folders) - {slug}) == ["input", "input+mmr(grid=(0.5,0.9))", "oracle", "oracle@combsum",
-                                             "oracle@rrf"]
     recs = {load_run(p).system: load_run(p) for p in find_runs(systems_run, TASK)}
+    amer = [name for name in recs if name.startswith("amer")]
+    assert len(amer) == 2 and sum("sampling=teacher" in name for name in amer) == 1
+    assert sorted(set(folders) - {slug}) == sorted(["input", "input+mmr(grid=(0.5,0.9))", "oracle", "oracle@combsum",
+                                                    "oracle@rrf", *amer])
     assert set(recs) == {"input", "input+mmr(λ=0.5)", "input+mmr(grid=(0.5,0.9))", "oracle", "oracle@rrf",
-                         "oracle@combsum"}
+                         "oracle@combsum", *amer}
+    plain, teacher = sorted(amer, key=lambda n: "teacher" in n)
+    assert teacher == plain[:-1] + ",sampling=teacher]" or "sampling=teacher" in teacher
+    assert recs[plain].retriever_params["sampling"] == "scheduled"
+    assert recs[teacher].retriever_params["sampling"] == "teacher"
     tuned = recs["input+mmr(grid=(0.5,0.9))"]
     tuning = tuned.extra["rerank"][0]["tuning"]
     assert tuning["split"].startswith("train") and set(tuning["grid"]) == {"0.5", "0.9"}
@@ -102,7 +111,7 @@ def test_compare_shows_every_system_and_each_name_reruns_to_the_same_result(syst
                  "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     names = doc["systems"]
-    assert len(names) == 6 and names[0] == "input"
+    assert len(names) == 8 and names[0] == "input"
     stored = {load_run(p).system: load_run(p) for p in find_runs(systems_run, TASK)}
     for name in names:
         assert main(["run", "--task", TASK, "--retriever", name, "--k", "10,100", "--results-dir", str(tmp_path),
@@ -114,8 +123,9 @@ def test_compare_shows_every_system_and_each_name_reruns_to_the_same_result(syst
     capsys.readouterr()
     assert main(["compare", "--task", TASK, "--results-dir", str(systems_run), "--baseline", "input"]) == 0
     table = capsys.readouterr().out
-    for name in names:
-        assert name in table
+    printed = [line.split("│")[1].strip().removesuffix(" (baseline)") for line in table.splitlines()
+               if line.startswith("│")]
+    assert sorted(printed) == sorted(names)  # the rich table prints every name whole ([…] is not markup)
 
 
 def test_refusals_are_one_line(tmp_path: Path, capsys) -> None:
@@ -146,3 +156,19 @@ def test_old_result_files_keep_loading_as_their_retriever(tmp_path: Path, system
     dest.write_text(json.dumps(old))
     rec = load_run(dest)
     assert rec.system == "oracle" and rec.stages == []
+
+
+def test_mmr_without_validation_queries_cross_fits_on_two_halves(tmp_path: Path) -> None:
+    """Evaluating the train split leaves no other queries to tune on: each half is re-ranked with the λ chosen on
+    the other half, and both choices are recorded."""
+    params = [a for a in SMALL if a != "-t"]
+    rec, _ = run(TASK, "input+mmr(grid=(0.5,0.9))", (10,), task_params=params, split="train", results_dir=tmp_path,
+                 session=Session(device="cpu"))
+    record = rec.extra["rerank"][0]
+    assert "cross-fitting" in record["tuning"]["split"]
+    folds = record["tuning"]["folds"]
+    assert [f["tuned_on"] for f in folds] == [30, 30] and [f["applied_to"] for f in folds] == [30, 30]
+    assert record["lambda"] == [f["lambda"] for f in folds] and all(v in (0.5, 0.9) for v in record["lambda"])
+    for f in folds:  # the chosen λ is the largest among the best on its half
+        best = max(f["grid"].values())
+        assert f["lambda"] == max(float(k) for k, v in f["grid"].items() if v == best)

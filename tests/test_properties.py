@@ -193,6 +193,9 @@ def by_hand(ranking: np.ndarray, nested: list[list[list[int]]], k: int) -> tuple
     return mrec, rec
 
 
+@robust(case="arbitrary rankings (empty slots, any depth) and answer clusters (hypothesis)",
+        outcome="MRECALL@k and Recall@k equal the definition computed in plain Python, lie in [0, 1], MRECALL@k = "
+        "1 exactly when Recall@k·m ≥ min(k, m), Recall@k is monotone in k")
 @CI
 @given(case=cases())
 def test_metrics_equal_the_definition_and_stay_in_bounds(case: tuple[np.ndarray, list, int]) -> None:
@@ -214,6 +217,8 @@ def test_metrics_equal_the_definition_and_stay_in_bounds(case: tuple[np.ndarray,
         assert (recall_at_k(ranking, targets, k - 1) <= rec + 1e-12).all()
 
 
+@robust(case="a ranking listing a document twice; answer clusters given in another order (hypothesis)",
+        outcome="the metrics do not change: a repeat counts once, cluster order is irrelevant")
 @CI
 @given(case=cases(), seed=st.integers(0, 2**31 - 1))
 def test_metrics_ignore_cluster_order_and_duplicate_ids(case: tuple[np.ndarray, list, int], seed: int) -> None:

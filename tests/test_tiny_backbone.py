@@ -178,7 +178,7 @@ def test_amer_trains_on_a_tiny_backbone_end_to_end(tmp_path) -> None:
               "lr=5e-3"):
         args += ["-r", p]
     assert main(args) == 0
-    (record_file,) = find_runs(tmp_path, "synthetic-linear-single", "amer")
+    (record_file,) = find_runs(tmp_path, "synthetic-linear-single")
     record = json.loads(record_file.read_text())
     assert record["retriever_params"]["arch"] == "tiny"
     meta = load_checkpoint(record["retriever_info"]["checkpoint"]).meta

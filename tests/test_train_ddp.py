@@ -40,6 +40,15 @@ def test_gathered_negatives_loss_equals_the_single_process_loss(ranks: list[dict
 
 
 @pytest.mark.slow
+def test_the_gather_keeps_the_gradient_of_the_local_part(ranks: list[dict]) -> None:
+    w = torch.arange(12.0).reshape(4, 3)
+    for r, rank in enumerate(ranks):
+        assert torch.equal(rank["gathered"], torch.cat([torch.full((2, 3), 1.0), torch.full((2, 3), 2.0)]))
+        assert rank["offset"] == 2 * r
+        assert torch.equal(rank["grad"], w[2 * r : 2 * r + 2] * (1 + 2))  # both ranks' losses use this part
+
+
+@pytest.mark.slow
 def test_both_ranks_end_with_identical_weights_equal_to_single_process_training(ranks: list[dict]) -> None:
     a, b = ranks[0]["weights"], ranks[1]["weights"]
     assert a.keys() == b.keys()

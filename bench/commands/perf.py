@@ -63,6 +63,8 @@ def perf(
                               help="--scale: index kinds (or FAISS factory strings), comma-separated"),
     rescore: int = typer.Option(1000, "--rescore", help="--scale: also run ivfpq re-scoring its top N exactly "
                                 "(0 = skip)"),
+    threads: int = typer.Option(0, "--threads", help="--scale: FAISS OpenMP threads on both sides (0 = all cores; "
+                                "1 on a busy shared CPU)"),
     limit: int = typer.Option(None, "--limit", help="use only the first N passages (a quicker, rougher run)"),
     corpus: Path = typer.Option(None, "--corpus", help="wiki-vital summaries JSON (default: ../shared/data)"),
     batch_size: int = typer.Option(32, "--batch-size", help="encoding batch size (the same for both sides)"),
@@ -83,7 +85,7 @@ def perf(
 
         run_scale(rows=rows, dim=dim, queries=queries if queries != 1000 else 2500, k=k,
                   kinds=[x.strip() for x in kinds.split(",") if x.strip()], rescore=rescore,
-                  repeats=search_repeats if search_repeats != 5 else 2, output=output, console=out)
+                  repeats=search_repeats if search_repeats != 5 else 2, output=output, console=out, threads=threads)
         return
     import faiss
     import torch

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.cli import app
+from bench.preflight import preflight
 from bench.errors import BenchError
 from bench.metrics import parse_ks, parse_metric
 from bench.pipeline import (
@@ -58,7 +60,7 @@ def _plugin_table(title: str, items: dict[str, PluginMeta], how: str | None = No
         row = [shown, meta.kind, meta.description, _param_text(meta)]
         if how:
             row.append(how.format(name=name))
-        table.add_row(*row)
+        table.add_row(*(escape(c) for c in row))
     return table
 
 
@@ -140,6 +142,7 @@ def run_cmd(
         raise BenchError(f"--retriever {retriever!r} names no retriever; give one or more, e.g. --retriever minilm "
                          "(see `bench list retrievers`)")
     task_obj = build_task(task, task_param or [])
+    preflight(results_dir, task_obj)  # results folder writable, disk for the caches: checked before any work
     ks = parse_ks(k) if k else task_obj.default_ks
     metrics = None
     if metric:
@@ -191,7 +194,7 @@ def run_cmd(
     table.add_column("time (s)", justify="right")
     for result, _ in rows:
         cells = [f"{result.summary[n]:.4f}" for n in names_]
-        table.add_row(result.system, *cells, f"{result.timings['total']:.1f}")
+        table.add_row(escape(result.system), *cells, f"{result.timings['total']:.1f}")  # `[…]` is not markup
     out.print(table)
     for result, path in rows:
-        out.print(f"[dim]{result.system}: {path}[/]", highlight=False)
+        out.print(f"[dim]{escape(result.system)}: {escape(str(path))}[/]", highlight=False)

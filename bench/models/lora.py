@@ -18,7 +18,7 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 @dataclass(frozen=True)
 class LoraSettings:
     r: int = 64
-    alpha: float = 16.0
+    alpha: int = 16
     dropout: float = 0.1
     targets: tuple[str, ...] = LORA_TARGETS
 

@@ -103,7 +103,7 @@ class QueryEncoder(nn.Module):
             return self.query_proj(inputs["vectors"] * self.input_scale).unsqueeze(1), None
         if self.d_query > 0:
             raise BenchError("this query encoder takes vector queries, got token ids")
-        embed = self.backbone.get_input_embeddings()
+        embed = self.backbone.get_input_embeddings()  # type: ignore[operator]
         return embed(inputs["input_ids"]), inputs["attention_mask"]
 
     def vector_prefix(self, x: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ with `cache` a `transformers` `DynamicCache` (or None, or anything with `update(
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -135,6 +135,8 @@ class TinyBlock(nn.Module):
 class TinyModel(nn.Module):
     """The backbone: blocks, a final RMSNorm, rotary tables; driven through `inputs_embeds` (see the module doc)."""
 
+    inv_freq: torch.Tensor
+
     def __init__(self, cfg: TinyConfig) -> None:
         super().__init__()
         self.config = cfg
@@ -182,7 +184,7 @@ class TinyModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         cache: Any = None,
-        **_: Any,
+        **unused: Any,
     ) -> TinyOutput:
         """`attention_mask` (B, past + N): 1 for real positions of the whole sequence so far (left padding = 0);
         `position_ids` (B, N) or (1, N), default past + 0…N−1. Padded positions attend to themselves only.
@@ -226,7 +228,8 @@ class TinyModel(nn.Module):
         sd = llama.state_dict()
         self.embed_tokens.weight.copy_(sd["embed_tokens.weight"])
         self.norm.copy_(sd["norm.weight"])
-        for i, layer in enumerate(self.layers):
+        for i, module in enumerate(self.layers):
+            layer = cast(TinyBlock, module)
             p = f"layers.{i}."
             layer.attn_norm.copy_(sd[p + "input_layernorm.weight"])
             layer.mlp_norm.copy_(sd[p + "post_attention_layernorm.weight"])

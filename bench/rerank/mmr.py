@@ -21,8 +21,9 @@ reranking for reordering documents and producing summaries", SIGIR 1998.
   list; among equal values the largest λ (the smallest change to the base ranking) wins. `-r mmr.λ=0.75` (or
   `mmr.lam=0.75`) fixes λ and skips tuning.
 
-Vectorised over queries (in batches that bound memory) and candidates; the only Python loop is over the selection
-steps.
+Vectorised over queries and candidates; the only Python loop is over the selection steps. Queries go in small
+batches (`_BATCH_BYTES` of candidate vectors, a few MB): each step reads the batch's candidate vectors once, and a
+batch that stays in the CPU cache is what makes a step fast (benchmarks/mmr.py).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from bench.stages.base import Candidates, DocumentVectors, QueryVectors, Reranke
 if TYPE_CHECKING:
     from bench.retriever import RunContext
 
-_BATCH_BYTES = 64 << 20
+_BATCH_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 def query_similarity(doc_vecs: np.ndarray, queries: QueryVectors, idx: np.ndarray) -> np.ndarray:
     """sim(d, q) = max over the query's present vectors of cos(d, q_j): float32 (b, C) for queries `idx`."""
     q = _normalise(queries.vectors[idx])  # (b, m, d)
-    sims = np.einsum("bcd,bmd->bcm", doc_vecs, q, optimize=True)
+    sims = np.matmul(doc_vecs, q.transpose(0, 2, 1))  # (b, C, m)
     sims = np.where(queries.mask[idx][:, None, :], sims, -np.inf)
     return sims.max(axis=2).astype(np.float32)
 
@@ -80,7 +81,7 @@ def mmr(cands: Candidates, queries: QueryVectors, docs: DocumentVectors, lam: fl
     keep = min(c, out_depth or c)
     out_rows = np.full((n, keep), -1, dtype=np.int64)
     out_scores = np.full((n, keep), -np.inf, dtype=np.float32)
-    batch = max(1, _BATCH_BYTES // max(1, c * (docs.dim + c) * 4))
+    batch = max(1, _BATCH_BYTES // max(1, c * docs.dim * 4))
     lam32, div32 = np.float32(lam), np.float32(1.0 - lam)
     big = np.iinfo(np.int64).max
     for start in range(0, n, batch):
@@ -104,7 +105,7 @@ def mmr(cands: Candidates, queries: QueryVectors, docs: DocumentVectors, lam: fl
             out_scores[idx[live], step] = best[live]
             taken[ar[live], pick[live]] = True
             chosen = vecs[ar, pick]  # (b, d)
-            sim_new = np.einsum("bcd,bd->bc", vecs, chosen, optimize=True).astype(np.float32)
+            sim_new = np.matmul(vecs, chosen[:, :, None])[:, :, 0]  # (b, C): batched BLAS matrix-vector products
             max_sim = np.where(live[:, None], np.maximum(max_sim, sim_new), max_sim)
     return Candidates(out_rows, out_scores)
 

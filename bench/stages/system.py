@@ -318,6 +318,9 @@ def identity_params(params: Any, defaults: dict[str, Any] | None = None) -> tupl
             default = defaults[f.name]
         if _same(value, default):
             continue
+        optional = "None" in str(f.type) or "Optional" in str(f.type)
+        if isinstance(value, str) and _BARE.match(value) and not optional:
+            value = _Raw(value)  # a plain-str field: `none` / `true` are strings there, no quotes needed
         out.append((f.metadata.get("alias", f.name), value))
     return tuple(out)
 

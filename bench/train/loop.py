@@ -106,7 +106,8 @@ class Trainer:
     def validation_hook(self) -> Validation | None:
         return next((h for h in self.hooks if isinstance(h, Validation)), None)
 
-    def _inputs(self, ex: TrainingExamples, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor, ...]:
+    def _inputs(self, ex: TrainingExamples, batch: Batch
+                ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Model inputs, positives, negatives, target mask and feeding decisions of a batch, on the device."""
         inputs = {k: v.to(self.device) for k, v in ex.inputs.batch(batch.idx).items()}
         pos = torch.from_numpy(gather_rows(self.corpus, batch.rows)).to(self.device)
@@ -155,11 +156,15 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "hooks": [h.state_dict() for h in self.hooks],
-            "config": {k: v for k, v in vars(self.cfg).items()},
+            "config": self._resume_config(),
         }
 
+    def _resume_config(self) -> dict[str, Any]:
+        """What a saved state must match to be resumed: the config, less what does not change the weights."""
+        return {k: v for k, v in vars(self.cfg).items() if k not in ("checkpoint_every", "device")}
+
     def _restore(self, state: dict[str, Any]) -> None:
-        if state.get("config") != {k: v for k, v in vars(self.cfg).items()}:
+        if state.get("config") != self._resume_config():
             raise BenchError(f"{self.state_path}: the saved training state belongs to another config; remove it")
         self.load_weights(state["model"])
         self.opt.load_state_dict(state["optimizer"])

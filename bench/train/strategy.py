@@ -12,10 +12,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -53,7 +51,9 @@ class SingleProcess:
 
 
 class _AllGather(torch.autograd.Function):
-    """all_gather whose backward returns the gradient of this process's own part (the others' stay on their side)."""
+    """all_gather that keeps the gradient of this process's own part: backward sums the gradient of the gathered
+    tensor over processes (every process's loss may use this part) and returns this process's slice of it. (AMER's
+    candidates are frozen document embeddings, so no gradient flows here today; a trainable document side would.)"""
 
     @staticmethod
     def forward(ctx: Any, local: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
@@ -66,6 +66,10 @@ class _AllGather(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        import torch.distributed as dist
+
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
         return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
 
 
@@ -151,11 +155,3 @@ def under_torchrun() -> bool:
 def make_strategy(device: torch.device) -> Strategy:
     """DDP when launched by torchrun with WORLD_SIZE > 1, else a single process."""
     return DistributedDataParallel(device) if under_torchrun() else SingleProcess()
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Seed torch's and numpy's global generators (initialisation, dropout) for a block."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    yield
