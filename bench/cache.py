@@ -12,7 +12,8 @@ An *entry* is one file or one folder in the cache. Write it through this module,
   renamed to `path` only when `build` returns, so a crash or SIGKILL never leaves half an entry behind.
 - Next to the entry goes `<name>.manifest.json`: size, an integrity check (sha256 of the whole file up to 64 MiB, else
   sha256 of 32 evenly spaced 64 KiB blocks plus the size), the producing package versions, and the run that wrote it
-  (`set_recipe`), which `bench cache verify --fix` replays to rebuild the entry.
+  (`set_recipe`), which `bench cache verify --fix` replays to rebuild the entry; an entry that one task alone
+  rebuilds says so in `info={"rebuild": {"task": ..., "task_params": ...}}` (the synthetic task files do).
 - On read the entry is verified against its manifest, then `load(path)` is called. A missing, truncated or corrupt
   entry (or one `load` cannot read) is reported in one `warning:` line, moved to `<cache>/quarantine/`, and rebuilt.
 - The build runs under a file lock (`filelock`, an OS `flock` released when the process dies), so a second process
@@ -422,7 +423,7 @@ def _walk(folder: Path) -> Iterator[Path]:
 
 def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, **dict(arrays))  # type: ignore[arg-type]
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -431,7 +432,8 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
 
 
 def load_or_build_arrays(
-    folder: str, key: str, build: Callable[[], Mapping[str, np.ndarray]], required: tuple[str, ...] = ()
+    folder: str, key: str, build: Callable[[], Mapping[str, np.ndarray]], required: tuple[str, ...] = (),
+    info: Mapping[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """Arrays cached as `<root>/<folder>/<key>.npz` (a verified entry); `build()` returns a dict of arrays on a miss.
 
@@ -449,7 +451,7 @@ def load_or_build_arrays(
             raise DamagedEntry(f"{p}: field(s) {', '.join(missing)} missing")
         return arrays
 
-    return load_or_build(cache_root() / folder / f"{key}.npz", write, load)
+    return load_or_build(cache_root() / folder / f"{key}.npz", write, load, info=info)
 
 
 def remove_entry(path: str | os.PathLike[str]) -> None:

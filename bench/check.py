@@ -125,8 +125,8 @@ def load_expectations(path: str | Path) -> list[Expectation]:
     except OSError as exc:
         raise BenchError(f"{p}: cannot be read ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
-        line = raw_bytes[: exc.start].count(b"\n") + 1
-        raise BenchError(f"{p}:{line}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+        line_no = raw_bytes[: exc.start].count(b"\n") + 1
+        raise BenchError(f"{p}:{line_no}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except RecursionError:
         raise BenchError(f"{p}: nested too deeply to be an expected-scores file") from None
     except yaml.YAMLError as exc:

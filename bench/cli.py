@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return _exit(130, argv)
     except _TYPER_USAGE as exc:  # typer's own usage message (with close matches for a mistyped command), exit 2
         _show_usage_error(exc)
-        return _exit(exc.exit_code, argv)
+        return _exit(int(getattr(exc, "exit_code", 2)), argv)
     except click.ClickException as exc:
         exc.show()
         return _exit(exc.exit_code, argv)

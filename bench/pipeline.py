@@ -118,7 +118,7 @@ def _prefix_matches(prefix: str, kind: str, ref: StageRef) -> bool:
     return meta.name == _stage_registry(kind).get(ref.name)[0].name
 
 
-def route_params(spec: SystemSpec, pairs: Sequence[str]) -> tuple[SystemSpec, set[str]]:
+def route_params(spec: SystemSpec, pairs: Sequence[str] | Mapping[str, Any]) -> tuple[SystemSpec, set[str]]:
     """Give every `key=value` / `stage.key=value` pair to the stage(s) of `spec` it addresses.
 
     `amer.steps=100` (or `retriever.steps=100`) goes to the stage named amer (or of that kind); a plain `steps=100`
@@ -126,12 +126,18 @@ def route_params(spec: SystemSpec, pairs: Sequence[str]) -> tuple[SystemSpec, se
     Returns the new spec and the pairs used, so that a caller evaluating several systems can report pairs that no
     system took. A qualified key that the named stage does not know raises a BenchError naming that stage."""
     stages = spec.stages()
-    added: dict[int, dict[str, str]] = {}
+    added: dict[int, dict[str, Any]] = {}
     used: set[str] = set()
-    for pair in pairs:
-        if "=" not in pair:
-            raise BenchError(f"parameter {pair!r} is not of the form key=value (or stage.key=value)")
-        key, value = (x.strip() for x in pair.split("=", 1))
+    items: list[tuple[str, str, Any]] = []  # (pair as written, key, value)
+    if isinstance(pairs, Mapping):  # typed values (a config file, a stored run): kept as they are
+        items = [(f"{k}={v}", str(k), v) for k, v in pairs.items()]
+    else:
+        for pair in pairs:
+            if "=" not in pair:
+                raise BenchError(f"parameter {pair!r} is not of the form key=value (or stage.key=value)")
+            k, v = (x.strip() for x in pair.split("=", 1))
+            items.append((pair, k, v))
+    for pair, key, value in items:
         targets: list[int] = []
         prefix, _, sub = key.rpartition(".")
         qualified = bool(prefix) and _names_a_stage(prefix)
@@ -155,8 +161,9 @@ def route_params(spec: SystemSpec, pairs: Sequence[str]) -> tuple[SystemSpec, se
                 if stages[targets[0]][0] == "retriever":
                     targets = targets[:1]
                 else:
-                    names = ", ".join(f"{stages[i][1].name}.{key}" for i in targets)
-                    raise BenchError(f"parameter {key!r} is ambiguous in system {format_system(spec)}: write {names}")
+                    options = ", ".join(f"{stages[i][1].name}.{key}" for i in targets)
+                    raise BenchError(f"parameter {key!r} is ambiguous in system {format_system(spec)}: write "
+                                     f"{options}")
         for i in targets:
             added.setdefault(i, {})[key] = value
             used.add(pair)
@@ -190,8 +197,10 @@ def _names_a_stage(prefix: str) -> bool:
     return False
 
 
-def unused_params(pairs: Sequence[str], used: set[str], systems: Sequence[str]) -> None:
+def unused_params(pairs: Sequence[str] | Mapping[str, Any], used: set[str], systems: Sequence[str]) -> None:
     """Raise a BenchError for a `-r` pair that no system of the command took, naming the stage it was meant for."""
+    if isinstance(pairs, Mapping):
+        pairs = [f"{k}={v}" for k, v in pairs.items()]
     for pair in pairs:
         if pair in used:
             continue
@@ -223,7 +232,7 @@ def system_spec(name: str, expand: str | None = None, fusion: str | None = None,
     return SystemSpec(spec.retriever, expander, fuser, tuple(rerankers))
 
 
-def build_system(spec: SystemSpec | str, params: Sequence[str] = ()) -> System:
+def build_system(spec: SystemSpec | str, params: Sequence[str] | Mapping[str, Any] = ()) -> System:
     """Build every stage of a system (after routing `-r` pairs to them) and canonicalise its name."""
     if isinstance(spec, str):
         spec = parse_system(spec)
@@ -381,7 +390,7 @@ def run_base(system: System, split: Split, depth: int, ctx: RunContext, timings:
     queries: QueryVectors | None = None
     t = time.perf_counter()
     if retriever.produces == "ranking":
-        if texts is not None:
+        if texts is not None and owner is not None:
             lists = PerVectorLists.from_flat(retriever.rank_texts(texts, depth, ctx).check(retriever.name), owner, n)
         else:
             lists = PerVectorLists.single(retriever.rank(split, depth, ctx).check(retriever.name))
@@ -560,9 +569,7 @@ def run(
     begin_run(results_dir, task, task=task_name, task_params=task_params, retriever=retriever_name,  # bench/preflight
               retriever_params=retriever_params, seed=seed, split=split, ks=list(ks), index=session.index)
     if system is None:
-        pairs = [f"{k}={v}" for k, v in retriever_params.items()] if isinstance(retriever_params, Mapping) \
-            else list(retriever_params)
-        system = build_system(retriever_name, pairs)
+        system = build_system(retriever_name, retriever_params)
     retriever = system.retriever
     metrics = list(metrics) if metrics else default_metrics(ks)
     depth = max(m.k for m in metrics)

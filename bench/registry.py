@@ -91,9 +91,9 @@ class Registry:
         items = self.all()
         if name in items and not name.endswith(":"):
             return items[name], None
-        for meta in items.values():  # aliases: `max` → combmax
-            if name in meta.extra.get("aliases", ()):
-                return meta, None
+        for aliased in items.values():  # aliases: `max` → combmax
+            if name in aliased.extra.get("aliases", ()):
+                return aliased, None
         if ":" in name:
             prefix, spec = name.split(":", 1)
             meta = items.get(prefix + ":")

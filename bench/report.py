@@ -182,7 +182,8 @@ def build_comparison(runs: Mapping[str, RunResult], baseline: str | None = None,
                              f"it has {', '.join(run.per_query)}")
 
     td, source = diversity_of(runs, base)
-    answers = [r.extra.get("answers_per_query") for r in runs.values() if r.extra.get("answers_per_query")]
+    answers: list[list[int]] = [list(r.extra["answers_per_query"]) for r in runs.values()
+                                if r.extra.get("answers_per_query")]
     single = bool(answers) and max(max(a) for a in answers) <= 1
     if single and bins:
         raise BenchError("--bins needs queries with two or more answers (target diversity is a pairwise "

@@ -12,6 +12,7 @@ import glob
 import json
 import re
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ def run_dir(results_dir: str | Path, task: str, system: str) -> Path:
 
 
 def save_run(result: RunResult, results_dir: str | Path, ranking: np.ndarray | None = None,
-             doc_ids: list[str] | None = None, scores: np.ndarray | None = None) -> Path:
+             doc_ids: Sequence[str] | None = None, scores: np.ndarray | None = None) -> Path:
     """Write `<run-id>.json` (and `<run-id>.trec` when a ranking is given), each atomically. Returns the JSON path.
 
     `scores` are the system's real (fused / re-ranked) scores of `ranking`; without them the TREC file carries
@@ -182,7 +183,7 @@ def trec_id(identifier: str) -> str:
     return urllib.parse.quote(identifier, safe="".join(chr(c) for c in range(33, 127) if chr(c) != "%"))
 
 
-def write_trec_run(path: str | Path, query_ids: list[str], ranking: np.ndarray, doc_ids: list[str], tag: str,
+def write_trec_run(path: str | Path, query_ids: list[str], ranking: np.ndarray, doc_ids: Sequence[str], tag: str,
                    scores: np.ndarray | None = None) -> None:
     """TREC run format `qid Q0 docid rank score tag` with the system's real scores (`scores`, same shape as
     `ranking`), printed with 9 significant digits. Tools that re-sort by score keep our order except where two

@@ -90,6 +90,7 @@ class AmerParams(QueryEncoderParams, SamplingParams):
 
     m_pred: int = 0  # vectors per query at inference; 0 = the task's m_pred, else the most answers of a train query
     stop: str = "fixed"  # fixed: m_pred vectors | learned: a stop head ends each query's vectors (≤ m_pred; H14)
+    stop_threshold: float = 0.5  # learned stop: go on while P(another answer) ≥ this (lower = fewer missed answers)
 
     def __post_init__(self) -> None:
         QueryEncoderParams.__post_init__(self)
@@ -98,6 +99,8 @@ class AmerParams(QueryEncoderParams, SamplingParams):
             raise ValueError(f"m_pred must be ≥ 0, got {self.m_pred}")
         if self.stop not in ("fixed", "learned"):
             raise ValueError(f"stop must be 'fixed' or 'learned', got {self.stop!r}")
+        if not 0 < self.stop_threshold < 1:
+            raise ValueError(f"stop_threshold must be in (0, 1), got {self.stop_threshold}")
 
 
 class TrainedQueryEncoder(Retriever):
@@ -390,19 +393,20 @@ class AmerRetriever(TrainedQueryEncoder):
     """`-r stop=learned` adds a stop head (bench/models/stop_head.py, objective `matched-stop`): each query gets
     as many vectors as the head predicts answers, at most m_pred."""
 
-    @property  # type: ignore[override]
-    def objective(self) -> str:
+    @property
+    def objective(self) -> str:  # type: ignore[override]
         return "matched-stop" if self.params.stop == "learned" else "matched"
 
-    @property  # type: ignore[override]
-    def model_class(self) -> type[QueryEncoder]:
+    @property
+    def model_class(self) -> type[QueryEncoder]:  # type: ignore[override]
         from bench.models.stop_head import StopQueryEncoder
 
         return StopQueryEncoder if self.params.stop == "learned" else QueryEncoder
 
     def key_config(self, ctx: RunContext) -> dict[str, Any]:
         config = super().key_config(ctx)
-        config["params"].pop("stop", None)  # the objective names it: fixed-m checkpoints keep their key
+        for key in ("stop", "stop_threshold"):  # the objective names the stop; the threshold is inference only
+            config["params"].pop(key, None)
         return config
 
     def encode_queries(self, split: Split, ctx: RunContext) -> Any:
@@ -410,5 +414,7 @@ class AmerRetriever(TrainedQueryEncoder):
         both record `extra.vectors_per_query` (emitted = searched)."""
         from bench.models.stop_head import record_emitted
 
+        if self.model is not None and hasattr(self.model, "threshold"):
+            self.model.threshold = self.params.stop_threshold
         vecs = super().encode_queries(split, ctx)
         return record_emitted(vecs, split, ctx, learned=self.params.stop == "learned")

@@ -70,8 +70,7 @@ class InputRetriever(Retriever):
     def encode_queries(self, split: Split, ctx: RunContext) -> np.ndarray:
         if split.vectors is None:
             raise BenchError(f"retriever 'input' needs a vector task; task {ctx.task.name!r} has text queries")
-        if split.vectors.shape[1] != ctx.index.dim:
-            raise BenchError(
-                f"retriever 'input': inputs are {split.vectors.shape[1]}-dim, the corpus {ctx.index.dim}-dim"
-            )
+        dim = ctx.index.dim if ctx.index is not None else None
+        if split.vectors.shape[1] != dim:
+            raise BenchError(f"retriever 'input': inputs are {split.vectors.shape[1]}-dim, the corpus {dim}-dim")
         return split.vectors[:, None, :].astype(np.float32)

@@ -39,8 +39,8 @@ class SingleQueryParams(QueryEncoderParams):
     params=SingleQueryParams,
 )
 class SingleQueryRetriever(TrainedQueryEncoder):
-    @property  # type: ignore[override]
-    def objective(self) -> str:  # -r objective=rand1|joint|summarg|lsepair
+    @property
+    def objective(self) -> str:  # type: ignore[override]  # -r objective=rand1|joint|summarg|lsepair
         return str(self.params.objective)
 
     def key_config(self, ctx: RunContext) -> dict[str, Any]:

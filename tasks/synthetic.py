@@ -250,7 +250,8 @@ class SyntheticTask(Task):
             with STDERR.status(f"generating {self.name} (d={p.d}, {p.n_train}+{p.n_test} queries)"):
                 return generate(self.kind, self.setting, p)
 
-        arrays = load_or_build_arrays("synthetic", key, build, required=ARRAYS)
+        rebuild = {"rebuild": {"task": self.name, "task_params": dict(p.__dict__)}}  # for `bench cache verify --fix`
+        arrays = load_or_build_arrays("synthetic", key, build, required=ARRAYS, info=rebuild)
         corpus = Corpus(ids=[f"d{i}" for i in range(len(arrays["corpus"]))], fingerprint=array_hash(arrays["corpus"]),
                         vectors=arrays["corpus"])
         splits = {

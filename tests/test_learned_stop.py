@@ -80,6 +80,8 @@ def test_stop_counts_and_targets() -> None:
     p = torch.tensor([[0.9, 0.9, 0.1, 0.9], [0.1, 0.9, 0.9, 0.9], [0.9, 0.9, 0.9, 0.9], [0.6, 0.4, 0.9, 0.2]])
     logits = torch.logit(p)
     assert stop_counts(logits).tolist() == [3, 1, 4, 2]  # capped at m = 4, first stop wins
+    assert stop_counts(logits, threshold=0.35).tolist() == [3, 1, 4, 4]  # a lower threshold goes on longer
+    assert stop_counts(logits, threshold=0.95).tolist() == [1, 1, 1, 1]
     mask = torch.tensor([[True, True, False, False], [True, False, False, False], [True] * 4])
     assert stop_targets(mask, 4).tolist() == [[1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 0]]
 
@@ -147,6 +149,10 @@ def test_stop_parameter_names_the_system_and_keeps_fixed_checkpoint_keys() -> No
     assert learned.retriever.objective == "matched-stop" and fixed.retriever.objective == "matched"
     with pytest.raises(Exception, match="stop"):
         build_system("amer", ["stop=sometimes"])
+    with pytest.raises(Exception, match="stop_threshold"):
+        build_system("amer", ["stop=learned", "stop_threshold=1.0"])
+    low = build_system("amer", ["stop=learned", "stop_threshold=0.3"])
+    assert low.name == "amer[stop=learned,stop_threshold=0.3]"
 
 
 # ------------------------------------------------------------------------------------------------- end to end

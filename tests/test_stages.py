@@ -180,3 +180,17 @@ def test_format_then_parse_is_identity(retriever, rparams, fuser, fparams, reran
     again = parse_system(text)
     assert format_system(again) == text
     assert again.retriever.name == retriever and len(again.rerankers) == len(rerank)
+
+
+def test_bench_list_shows_the_composable_stages(capsys) -> None:
+    from bench.cli import main
+
+    assert main(["list", "retrievers"]) == 0
+    out = capsys.readouterr().out
+    for text in ("bm25", "mmr", "rrf", "combmax", "round-robin", "fusers", "re-rankers", "system names"):
+        assert text in out, text
+    assert main(["list", "fusers"]) == 0
+    out = capsys.readouterr().out
+    assert "rrf" in out and "k=60" in out and "mmr" not in out
+    assert main(["list", "rerankers"]) == 0
+    assert "λ=None" in capsys.readouterr().out  # the display alias of MMR's lam

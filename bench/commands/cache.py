@@ -180,6 +180,13 @@ def _replay(recipe: dict) -> None:
     from bench.metrics import parse_ks
     from bench.pipeline import Session, run
 
+    if not recipe.get("retriever"):  # a task file: loading the task rebuilds it
+        from bench.pipeline import build_task
+
+        params = recipe.get("task_params") or {}
+        build_task(recipe["task"], params if isinstance(params, list) else [f"{k}={v}" for k, v in params.items()]
+                   ).load()
+        return
     session = Session(index=IndexSpec(**recipe["index"])) if isinstance(recipe.get("index"), dict) else Session()
     with tempfile.TemporaryDirectory(prefix="bench-cache-fix-") as tmp:
         run(recipe["task"], recipe["retriever"], parse_ks(recipe.get("ks") or [10]), recipe.get("task_params") or (),
@@ -209,7 +216,8 @@ def verify(
         if problem is None:
             continue
         try:
-            recipe = (read_manifest(entry) or {}).get("recipe")
+            manifest = read_manifest(entry) or {}
+            recipe = manifest.get("recipe") or (manifest.get("info") or {}).get("rebuild")
         except ValueError:
             recipe = None
         damaged.append((entry, problem, recipe))
@@ -227,12 +235,12 @@ def verify(
     for entry, _, recipe in damaged:
         dest = quarantine(entry)
         out.print(f"moved {entry} to {dest}", highlight=False, soft_wrap=True)
-        if recipe and recipe.get("task") and recipe.get("retriever"):
+        if recipe and recipe.get("task"):
             recipes[json.dumps(recipe, sort_keys=True)] = recipe
-    left = [e for e, _, r in damaged if not (r and r.get("task") and r.get("retriever"))]
+    left = [e for e, _, r in damaged if not (r and r.get("task"))]
     for recipe in recipes.values():
-        out.print(f"rebuilding: {recipe['task']} with {recipe['retriever']} (seed {recipe.get('seed', 0)})",
-                  highlight=False)
+        what = f" with {recipe['retriever']} (seed {recipe.get('seed', 0)})" if recipe.get("retriever") else ""
+        out.print(f"rebuilding: {recipe['task']}{what}", highlight=False)
         _replay(recipe)
     rebuilt = [e for e, _, r in damaged if e not in left and e.exists() and verify_entry(e) is None]
     out.print(f"fixed: {len(rebuilt)} rebuilt, {len(left)} moved aside (rebuilt on next use), "

@@ -12,7 +12,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench.cli import app
-from bench.preflight import preflight
 from bench.errors import BenchError
 from bench.metrics import parse_ks, parse_metric
 from bench.pipeline import (
@@ -25,6 +24,7 @@ from bench.pipeline import (
     system_spec,
     unused_params,
 )
+from bench.preflight import preflight
 from bench.registry import EXPANDERS, FUSERS, RERANKERS, RETRIEVERS, TASKS, PluginMeta
 from bench.stages.system import format_system, split_systems
 

@@ -51,6 +51,7 @@ class StopQueryEncoder(QueryEncoder):
         super().__init__(*args, **kwargs)
         self.stop_head = StopHead(hidden_size(self.backbone))
         self.stop_logits: torch.Tensor | None = None
+        self.threshold = STOP_THRESHOLD  # inference: go on while P(another answer) ≥ threshold
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "stop_head": True}
@@ -73,11 +74,11 @@ class StopQueryEncoder(QueryEncoder):
 
     @torch.no_grad()
     def generate(self, x: torch.Tensor | dict[str, torch.Tensor], m: int,
-                 threshold: float = STOP_THRESHOLD) -> torch.Tensor:
+                 threshold: float | None = None) -> torch.Tensor:
         """(B, m, d_doc): each query's vectors up to its predicted stop, zero rows after it (m = m_max)."""
         vecs = super().generate(x, m)
         assert self.stop_logits is not None
-        counts = stop_counts(self.stop_logits, threshold)
+        counts = stop_counts(self.stop_logits, self.threshold if threshold is None else threshold)
         keep = torch.arange(m, device=vecs.device)[None, :] < counts[:, None]
         return vecs * keep[..., None].to(vecs.dtype)
 

@@ -122,12 +122,10 @@ class MMRReranker(Reranker):
     def __init__(self, params: MMRParams | None, name: str) -> None:
         super().__init__(params or MMRParams(), name)
         self.depth = self.params.depth
+        self.wants_tuning = self.params.lam is None  # a λ given by the user is not tuned
         self.lam: float | None = self.params.lam
         self.tuning: dict[str, Any] = {}
 
-    @property
-    def wants_tuning(self) -> bool:
-        return self.params.lam is None
 
     def tune(self, data: TuningData, docs: DocumentVectors | None, ctx: RunContext) -> dict[str, Any]:
         if data.queries is None or docs is None:
