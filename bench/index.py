@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 INDEX_FORMAT = 2
 _TIE_MARGIN = 8
+_SCAN_BYTES = 128 << 20  # consecutive shards are searched together up to this size: one FAISS call per ~128 MiB
 _QUERY_BATCH = 4096
 _GATHER_BATCH = 256
 KINDS = ("flat", "hnsw", "ivf", "ivfpq")
@@ -536,7 +537,7 @@ class FlatIndex:
         heap = faiss.ResultHeap(q.shape[0], depth, keep_max=True)
         done = 0
         reported = 0
-        for start, block in self.store.blocks():
+        for start, block in _grouped(self.store.blocks(), _SCAN_BYTES):
             d, i = faiss.knn(q, block, min(depth, len(block)), metric=faiss.METRIC_INNER_PRODUCT)
             heap.add_result(d, i + start)
             done += len(block)
@@ -835,6 +836,24 @@ def corpus_store(corpus: Any, encoder: Any, spec: IndexSpec | None = None, key: 
         return MappedStore.from_shard_store(encoder.shard_store(corpus))
     return ArrayStore(encoder.encode_corpus(corpus), key=key or f"{encoder.cache_key}:{corpus.fingerprint}",
                       storage=storage)
+
+
+def _grouped(blocks: Iterator[tuple[int, np.ndarray]], target_bytes: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Consecutive blocks joined until each reaches `target_bytes`: each FAISS call has a fixed cost (measured on
+    200k × 384, 500 queries: 8,192-row blocks 1.27× the time of one call, 65,536-row blocks 1.12×)."""
+    parts: list[np.ndarray] = []
+    first = 0
+    size = 0
+    for start, block in blocks:
+        if not parts:
+            first = start
+        parts.append(block)
+        size += block.nbytes
+        if size >= target_bytes:
+            yield first, parts[0] if len(parts) == 1 else np.concatenate(parts)
+            parts, size = [], 0
+    if parts:
+        yield first, parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _order_ties(d: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

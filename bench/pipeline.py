@@ -284,6 +284,8 @@ class Session:
     index: IndexSpec = field(default_factory=IndexSpec)  # --index, --nprobe, --ef-search, --rescore, --fp16-index
     _tasks: dict[str, TaskData] = field(default_factory=dict)
     _indexes: dict[str, tuple[VectorStore, Index]] = field(default_factory=dict)
+    # query vectors of stateless encoders (kind "dense"), so `--retriever minilm,minilm+mmr` encodes the queries once
+    _queries: dict[str, QueryVectors] = field(default_factory=dict)
 
     def task_data(self, task: Task) -> TaskData:
         key = stable_hash([task.name, params_dict(task.params)])
@@ -369,7 +371,7 @@ class BaseOutput:
 
 
 def run_base(system: System, split: Split, depth: int, ctx: RunContext, timings: dict[str, float],
-             prefix: str = "") -> BaseOutput:
+             prefix: str = "", memo: dict[str, QueryVectors] | None = None) -> BaseOutput:
     """Expansion → retrieval (vectors + search, or the retriever's own ranking) → fusion, for one split."""
     retriever, n = system.retriever, len(split)
     texts: list[str] | None = None
@@ -400,8 +402,17 @@ def run_base(system: System, split: Split, depth: int, ctx: RunContext, timings:
         if texts is not None:
             queries = QueryVectors.from_flat(retriever.encode_texts(texts, ctx), owner, n)  # type: ignore[arg-type]
         else:
-            out = retriever.encode_queries(split, ctx)
-            queries = out if isinstance(out, QueryVectors) else QueryVectors.dense(np.asarray(out, dtype=np.float32))
+            key = None
+            if memo is not None and system.retriever_meta.kind == "dense":  # no training, no side effects
+                key = stable_hash([retriever.name, retriever.spec, params_dict(retriever.params), split.fingerprint()])
+            if key is not None and key in memo:
+                queries = memo[key]
+            else:
+                out = retriever.encode_queries(split, ctx)
+                queries = out if isinstance(out, QueryVectors) else QueryVectors.dense(np.asarray(out,
+                                                                                                  dtype=np.float32))
+                if key is not None and memo is not None:
+                    memo[key] = queries
         timings[prefix + "encode_queries"] = time.perf_counter() - t
         if queries.vectors.ndim != 3 or queries.shape[0] != n or queries.shape[2] != ctx.index.dim:
             raise BenchError(
@@ -600,7 +611,7 @@ def run(
     timings["prepare"] = time.perf_counter() - t
 
     test = data.split(split)
-    base = run_base(system, test, base_depth, ctx, timings)
+    base = run_base(system, test, base_depth, ctx, timings, memo=session._queries)
     docs = documents_of(emb) if emb is not None else None  # the vector store: MMR gathers only candidate rows
     cands, rerank_records = apply_rerankers(system, base, test, docs, ctx, metrics, depth, seed, timings, base_depth)
     cands = cands.truncate(depth)

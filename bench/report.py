@@ -353,7 +353,7 @@ def caption(comp: Comparison) -> list[str]:
 def to_rich(comp: Comparison) -> list[Table]:
     out = []
     for i, (title, header, rows) in enumerate(tables(comp)):
-        table = Table(title=f"{comp.task}: {title}", caption="\n".join(caption(comp)) if i == 0 else None,
+        table = Table(title=f"{comp.task}: {title}", caption=escape("\n".join(caption(comp))) if i == 0 else None,
                       caption_justify="left")
         for j, h in enumerate(header):
             table.add_column(h, justify="left" if j == 0 else "right", no_wrap=j == 0)

@@ -129,6 +129,9 @@ def test_gate_learns_to_expand_the_marked_queries_and_saves_requests(tmp_path: P
         adaptive = _run(["run", *task, "--retriever", "minilm", "--expand", "adaptive:llm", *llm,
                          "-r", "recall_k=2", "-r", "train_queries=40"], tmp_path / "c2", monkeypatch)
         adaptive_requests = server.requests - always_requests
+        again = _run(["run", *task, "--retriever", "minilm", "--expand", "adaptive:llm", *llm,
+                      "-r", "recall_k=2", "-r", "train_queries=40"], tmp_path / "c2", monkeypatch)
+        assert server.requests == always_requests + adaptive_requests  # cached gate and replies: no request
     exp = adaptive["extra"]["expander"]
     test = exp["by_split"]["test"]
     n_test = len(adaptive["query_ids"])
@@ -145,6 +148,9 @@ def test_gate_learns_to_expand_the_marked_queries_and_saves_requests(tmp_path: P
     assert test["llm_requests"] == test["expanded"]
     assert adaptive_requests == 40 + test["expanded"] < always_requests
     assert adaptive["system"] == "minilm+adaptive:llm(model=test-model,recall_k=2,train_queries=40)"
+    assert again["summary"] == adaptive["summary"]
+    assert again["extra"]["expander"]["by_split"]["test"]["expanded_queries"] == test["expanded_queries"]
+    assert again["extra"]["expander"]["gate"]["llm_requests"] == 0
     # expanding only the riddles loses nothing against expanding all
     assert adaptive["summary"]["Recall@2"] >= always["summary"]["Recall@2"] - 0.02
 

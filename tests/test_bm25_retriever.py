@@ -11,6 +11,8 @@ import pytest
 from bench.bm25 import BM25Params, load_or_build_bm25
 from bench.cli import main
 from bench.pipeline import Session, build_task, run
+from bench.registry import register_expander
+from bench.stages.base import Expander
 
 
 def test_limit_small_near_the_published_bm25(shared_data: Path, tmp_path: Path) -> None:
@@ -81,3 +83,46 @@ def test_lexical_refusals(tmp_path: Path, shared_data: Path, capsys) -> None:
         err = capsys.readouterr().err
         assert msg in err and "Traceback" not in err, err
     assert not list(tmp_path.glob("limit-small/*/*.json"))  # refused before anything ran
+
+
+@register_expander("test-repeat", description="tests only: query i becomes 1 + i % 2 copies of itself")
+class RepeatExpander(Expander):
+    def expand(self, texts, split, ctx):  # type: ignore[no-untyped-def]
+        return [[t] * (1 + i % 2) for i, t in enumerate(texts)]
+
+
+def test_expanded_texts_flow_through_dense_and_lexical_retrievers(tmp_path: Path) -> None:
+    """An expander's texts (a varying number per query) are encoded by minilm / searched by bm25 one by one, and
+    fused per query: copies of the query fused by RRF or CombSUM rank exactly like the query alone."""
+    folder = _one_answer_folder(tmp_path / "beir")
+    session = Session(device="cpu")
+    params = [f"data_dir={folder}"]
+    for plain, expanded in (("bm25", "bm25+test-repeat@rrf"), ("minilm", "minilm+test-repeat@combsum")):
+        a, pa = run("beir", plain, (1, 3), task_params=params, results_dir=tmp_path, session=session)
+        b, pb = run("beir", expanded, (1, 3), task_params=params, results_dir=tmp_path, session=session)
+        assert b.system == expanded and b.retriever_info["m"] == 2
+        assert a.per_query == b.per_query
+
+        def order(path: Path) -> list[tuple[str, str]]:
+            return [(ln.split()[0], ln.split()[2]) for ln in path.with_suffix(".trec").read_text().splitlines()]
+
+        assert order(pa) == order(pb)
+
+
+def test_one_session_encodes_the_queries_of_a_dense_retriever_once(tmp_path: Path, monkeypatch) -> None:
+    from retrievers.dense import DenseRetriever
+
+    folder = _one_answer_folder(tmp_path / "beir")
+    calls: list[int] = []
+    original = DenseRetriever.encode_queries
+
+    def counting(self, split, ctx):  # type: ignore[no-untyped-def]
+        calls.append(len(split))
+        return original(self, split, ctx)
+
+    monkeypatch.setattr(DenseRetriever, "encode_queries", counting)
+    session = Session(device="cpu")
+    a, _ = run("beir", "minilm", (1,), task_params=[f"data_dir={folder}"], results_dir=tmp_path, session=session)
+    b, _ = run("beir", "minilm+mmr(λ=0.5)", (1,), task_params=[f"data_dir={folder}"], results_dir=tmp_path,
+               session=session)
+    assert calls == [5] and b.system == "minilm+mmr(λ=0.5)"

@@ -127,8 +127,13 @@ def _write_shards(folder: Path, docs: np.ndarray, bounds: list[int]) -> list[Pat
     return paths
 
 
+@pytest.mark.parametrize("scan_bytes", [1, 120_000])  # every shard searched alone / consecutive shards joined
 @pytest.mark.parametrize("bounds", [[0, 1024, 2048, 3000], [0, 7, 999, 1000, 2345, 3000], [0, 3000]])
-def test_sharded_mmap_search_equals_one_flat_search_ties_included(tmp_path: Path, bounds: list[int]) -> None:
+def test_sharded_mmap_search_equals_one_flat_search_ties_included(tmp_path: Path, bounds: list[int], scan_bytes: int,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.index as bi
+
+    monkeypatch.setattr(bi, "_SCAN_BYTES", scan_bytes)
     rng = np.random.default_rng(5)
     docs = l2_normalise(rng.standard_normal((3000, 24)).astype(np.float32))
     queries = rng.standard_normal((40, 24)).astype(np.float32)

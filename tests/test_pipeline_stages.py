@@ -126,6 +126,10 @@ def test_compare_shows_every_system_and_each_name_reruns_to_the_same_result(syst
     printed = [line.split("│")[1].strip().removesuffix(" (baseline)") for line in table.splitlines()
                if line.startswith("│")]
     assert sorted(printed) == sorted(names)  # the rich table prints every name whole ([…] is not markup)
+    amer = next(n for n in names if n.startswith("amer[") and "teacher" not in n)
+    capsys.readouterr()
+    assert main(["compare", "--task", TASK, "--results-dir", str(systems_run), "--baseline", amer]) == 0
+    assert f"baseline A = {amer}" in capsys.readouterr().out.replace("\n", " ")
 
 
 def test_refusals_are_one_line(tmp_path: Path, capsys) -> None:

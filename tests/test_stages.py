@@ -194,3 +194,11 @@ def test_bench_list_shows_the_composable_stages(capsys) -> None:
     assert "rrf" in out and "k=60" in out and "mmr" not in out
     assert main(["list", "rerankers"]) == 0
     assert "λ=None" in capsys.readouterr().out  # the display alias of MMR's lam
+
+
+def test_typed_params_from_a_mapping_route_like_pairs() -> None:
+    """Config files and stored runs give typed values (tuples, None): they reach the stages unconverted."""
+    assert build_system("minilm+mmr", {"grid": (0.5, 0.9), "batch_size": 8}).name == "minilm+mmr(grid=(0.5,0.9))"
+    assert build_system("amer", {"steps": 100, "backbone": None}).name == "amer[steps=100]"
+    with pytest.raises(BenchError, match="unknown parameter 'nosuch'"):
+        build_system("amer", {"nosuch": 1})

@@ -15,7 +15,7 @@ from bench.atomic import atomic_open, atomic_path
 from bench.cli import app
 from bench.errors import BenchError
 from bench.metrics import parse_ks
-from bench.results import RunResult, find_runs, load_run
+from bench.results import RunResult, find_runs, load_run, system_folder
 
 out = Console()
 err = Console(stderr=True)
@@ -229,7 +229,7 @@ def export_cmd(
         trec = path.with_suffix(".trec")
         if not trec.exists():
             raise BenchError(f"{trec}: the run's ranking file is missing")
-        dest = out_dir / f"{label}.trec"
+        dest = out_dir / f"{system_folder(label)}.trec"  # `st:/a/model` must not become a path
         with atomic_path(dest) as tmp:
             shutil.copyfile(trec, tmp)
         out.print(f"wrote {dest}", highlight=False)

@@ -136,21 +136,25 @@ class AdaptiveExpander(Expander):
         self.inner_params = inner_params
         self.gate: Gate | None = None
         self._record: dict[str, Any] = {"wrapped": self.wrapped}
+        self._encoder: Any = None
+        self._judge: tuple[Any, Any] | None = None  # (system, its RunContext), built on first use
 
     # -- training -----------------------------------------------------------------------------------------------
     def _features(self, texts: list[str], ctx: RunContext) -> np.ndarray:
         from bench.pipeline import build_retriever
         from bench.retriever import RunContext as Ctx
 
-        enc = build_retriever(self.params.features)
-        if enc.produces == "ranking":
-            raise BenchError(f"expander {self.name}: features={self.params.features!r} has no query embedding; "
-                             "name a dense retriever (e.g. minilm)")
-        place = getattr(enc, "place", None)
-        if place is not None:
-            from bench.device import resolve
+        if self._encoder is None:
+            self._encoder = build_retriever(self.params.features)
+            if self._encoder.produces == "ranking":
+                raise BenchError(f"expander {self.name}: features={self.params.features!r} has no query embedding; "
+                                 "name a dense retriever (e.g. minilm)")
+            place = getattr(self._encoder, "place", None)
+            if place is not None:
+                from bench.device import resolve
 
-            place(resolve(ctx.device, source="cli"))
+                place(resolve(ctx.device, source="cli"))
+        enc = self._encoder
         return np.asarray(enc.encode_texts(texts, Ctx(task=ctx.task, corpus_embeddings=None, index=None,
                                                       seed=ctx.seed, device=ctx.device, console=ctx.console)))
 
@@ -160,15 +164,19 @@ class AdaptiveExpander(Expander):
         from bench.pipeline import Session, build_system, run_base
         from bench.retriever import RunContext as Ctx
 
-        system = build_system(self.params.judge)
-        if system.expander is not None or system.rerankers:
-            raise BenchError(f"expander {self.name}: judge must be a plain retriever, got {self.params.judge!r}")
-        emb = index = None
-        if system.retriever.produces != "ranking":
-            emb, index, _ = Session(device=ctx.device, console=ctx.console).corpus_index(ctx.task, system.retriever)
-        jctx = Ctx(task=ctx.task, corpus_embeddings=emb, index=index, seed=ctx.seed, device=ctx.device,
-                   console=ctx.console)
-        system.retriever.prepare(jctx)
+        if self._judge is None:
+            system = build_system(self.params.judge)
+            if system.expander is not None or system.rerankers:
+                raise BenchError(f"expander {self.name}: judge must be a plain retriever, got {self.params.judge!r}")
+            emb = index = None
+            if system.retriever.produces != "ranking":
+                emb, index, _ = Session(device=ctx.device, console=ctx.console).corpus_index(ctx.task,
+                                                                                             system.retriever)
+            jctx = Ctx(task=ctx.task, corpus_embeddings=emb, index=index, seed=ctx.seed, device=ctx.device,
+                       console=ctx.console)
+            system.retriever.prepare(jctx)
+            self._judge = (system, jctx)
+        system, jctx = self._judge
         system.expander = _Fixed(expanded) if expanded is not None else None
         depth = min(self.params.recall_k, len(ctx.task.corpus))
         base = run_base(system, split, depth, jctx, {})
