@@ -201,20 +201,22 @@ def judge(exp: Expectation, measured: float, run_id: str = "", one_sided: bool =
     return Outcome(exp, measured, "rose (allowed)" if one_sided else "rose", run_id)
 
 
-def _full_params(exp: Expectation) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The entry's parameters with every default filled in, as a run records them."""
-    from bench.pipeline import build_retriever, build_task
+def _full_params(exp: Expectation) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The entry's parameters with every default filled in, as a run records them, and its canonical system name
+    (an entry's `retriever` may be a retriever or a whole system, e.g. `minilm+mmr` or `amer[sampling=teacher]`)."""
+    from bench.pipeline import build_system, build_task
 
     try:
         task = build_task(exp.task, exp.task_params)
-        retriever = build_retriever(exp.retriever, exp.retriever_params)
+        system = build_system(exp.retriever, exp.retriever_params)
     except BenchError as exc:
         raise BenchError(f"{exp.where}: {exc}") from None
-    return params_dict(task.params), params_dict(retriever.params)
+    return params_dict(task.params), params_dict(system.retriever.params), system.name
 
 
-def _matches(run: RunResult, exp: Expectation, task_params: dict[str, Any], retr_params: dict[str, Any]) -> bool:
-    return (run.task == exp.task and run.retriever == exp.retriever and run.seed == exp.seed
+def _matches(run: RunResult, exp: Expectation, task_params: dict[str, Any], retr_params: dict[str, Any],
+             system: str) -> bool:
+    return (run.task == exp.task and run.system == system and run.seed == exp.seed
             and run.split == exp.split and _jsonable(run.task_params) == _jsonable(task_params)
             and _jsonable(run.retriever_params) == _jsonable(retr_params))
 
@@ -235,9 +237,9 @@ def measure(expectations: Sequence[Expectation], read_dir: str | Path | None = N
     if read_dir is not None:
         for group in groups.values():
             first = group[0]
-            tp, rp = _full_params(first)
-            runs = [r for r in (load_run(p) for p in reversed(find_runs(read_dir, first.task, first.retriever)))
-                    if _matches(r, first, tp, rp)]
+            tp, rp, system = _full_params(first)
+            runs = [r for r in (load_run(p) for p in reversed(find_runs(read_dir, first.task, system)))
+                    if _matches(r, first, tp, rp, system)]
             for exp in group:
                 found = next((r for r in runs if exp.metric in r.summary), None)
                 if found is None:

@@ -106,7 +106,7 @@ def resolve(device: str | None = "auto", precision: str | None = "auto", *, sour
     parameter so that tests can check the GPU branches on a CPU-only machine."""
     env = os.environ if env is None else env
     requested = (device or "auto").strip().lower()
-    count = cuda_count() if n_gpus is None else n_gpus
+    count = 0 if requested == "cpu" else cuda_count() if n_gpus is None else n_gpus  # `cpu` never imports torch
     rank_text = env.get("LOCAL_RANK")
     local_rank: int | None = None
     if rank_text not in (None, ""):

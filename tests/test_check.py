@@ -179,3 +179,18 @@ def test_shipped_gate_values_agree_with_a_brute_force_computation() -> None:
     for exp in load_expectations(resolve_file(None)):
         got = _brute_force(exp.task, exp.retriever, exp.metric, exp.task_params)
         assert abs(got - exp.expected) <= exp.tolerance + 1e-9, (exp.where, exp.metric, got, exp.expected)
+
+
+def test_system_names_are_gate_entries(tmp_path) -> None:
+    """An entry may name a whole system (stages and per-stage params); it is run, and found again under its
+    canonical name when reading stored results, and a plain retriever's run never stands in for it."""
+    results = tmp_path / "results"
+    args = [x for k, v in SMALL.items() for x in ("-t", f"{k}={v}")]
+    assert main(["run", "--task", "synthetic-linear-single", "--retriever", "oracle,oracle@rrf", "--k", "10",
+                 "--results-dir", str(results), *args]) == 0
+    rrf = entry(retriever="oracle@rrf", metric="MRECALL@10", expected=0.0, tolerance=1.0)
+    [ran] = measure(load_expectations(write(tmp_path / "probe.yaml", {"entries": [rrf]})))
+    [read] = measure(load_expectations(write(tmp_path / "read.yaml", {"entries": [rrf]})), read_dir=results)
+    assert read.status == "ok" and read.measured == ran.measured
+    stored = list((results / "synthetic-linear-single").glob(f"*/{read.run_id}.json"))
+    assert [p.parent.name for p in stored] == ["oracle@rrf"]  # the system's own row, not the plain oracle's

@@ -202,3 +202,11 @@ def test_typed_params_from_a_mapping_route_like_pairs() -> None:
     assert build_system("amer", {"steps": 100, "backbone": None}).name == "amer[steps=100]"
     with pytest.raises(BenchError, match="unknown parameter 'nosuch'"):
         build_system("amer", {"nosuch": 1})
+
+
+def test_a_trained_retrievers_batch_size_is_part_of_its_name() -> None:
+    """batch_size is a run setting for an encoder (same vectors at any batch) but shapes a trained model's in-batch
+    negatives, so it names a different AMER / Single-Query system."""
+    assert canonical_name("minilm", ["batch_size=8"]) == "minilm"
+    assert canonical_name("amer", ["batch_size=64"]) == "amer[batch_size=64]"
+    assert canonical_name("single-query", ["batch_size=128"]) == "single-query"  # the default stays out

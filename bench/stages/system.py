@@ -305,7 +305,8 @@ def identity_params(params: Any, defaults: dict[str, Any] | None = None) -> tupl
         return ()
     out: list[tuple[str, Any]] = []
     for f in dataclasses.fields(params):
-        if f.name in RUN_SETTINGS or f.metadata.get("identity", True) is False:
+        identity = f.metadata.get("identity")  # a field may say True (it changes results) or False explicitly
+        if identity is False or (f.name in RUN_SETTINGS and identity is not True):
             continue
         if f.default is not dataclasses.MISSING:
             default = f.default

@@ -9,7 +9,7 @@ the package types a training default: `TrainConfig.from_params` copies fields by
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.params import positive
@@ -32,7 +32,8 @@ class TrainParams:
     """
 
     steps: int = 3000
-    batch_size: int = 128
+    # the batch shapes the in-batch negatives and so the trained weights: part of a system's name when not default
+    batch_size: int = dataclasses.field(default=128, metadata={"identity": True})
     lr: float = 1e-3
     tau: float = 0.05
     warmup: float = 0.05
@@ -42,7 +43,7 @@ class TrainParams:
     eval_every: int = 100
     reduction: str = "example"
     grad_accum: int = 1
-    checkpoint_every: int = 500
+    checkpoint_every: int = field(default=500, metadata={"identity": False})  # not in system names: no effect
     precision: str = "auto"  # GPU autocast: auto (bf16 if supported, else fp16) | bf16 | fp16 | fp32
 
     def __post_init__(self) -> None:
