@@ -199,7 +199,7 @@ def write_trec_run(path: str | Path, query_ids: list[str], ranking: np.ndarray, 
                 fh.write(f"{trec_id(qid)} Q0 {trec_id(doc_ids[doc])} {rank + 1} {score} {trec_id(tag)}\n")
 
 
-def write_trec_qrels(path: str | Path, query_ids: list[str], targets: Any, doc_ids: list[str]) -> None:
+def write_trec_qrels(path: str | Path, query_ids: Sequence[str], targets: Any, doc_ids: Sequence[str]) -> None:
     """TREC qrels `qid 0 docid 1`: every gold document of every answer cluster of a query, once, relevance 1.
 
     Qrels have no notion of answer clusters, so document Recall@k from a TREC tool equals our cluster Recall@k only
@@ -211,3 +211,17 @@ def write_trec_qrels(path: str | Path, query_ids: list[str], targets: Any, doc_i
         for key in keys.tolist():
             q, d = divmod(key, width)
             fh.write(f"{trec_id(query_ids[q])} 0 {trec_id(doc_ids[d])} 1\n")
+
+
+def write_trec_cluster_qrels(path: str | Path, query_ids: Sequence[str], targets: Any,
+                             doc_ids: Sequence[str]) -> None:
+    """TREC qrels with the answer cluster in the iteration column, `qid cluster docid 1`: the subtopic qrels of
+    ndeval / ir_measures, whose `StRecall@k` equals our Recall@k even when an answer has several gold documents
+    (tests/test_strecall.py). `targets` is a bench.task.Targets; each (query, cluster, doc) is written once."""
+    seen: set[tuple[int, int, int]] = set()
+    with atomic_open(path) as fh:
+        for q, c, d in zip(targets.query.tolist(), targets.cluster.tolist(), targets.doc.tolist(), strict=True):
+            if (q, c, d) in seen:
+                continue
+            seen.add((q, c, d))
+            fh.write(f"{trec_id(query_ids[q])} {c} {trec_id(doc_ids[d])} 1\n")

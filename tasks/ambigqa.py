@@ -56,6 +56,7 @@ class AmbigQAParams:
     dense: str = "minilm"  # dense retriever of the second candidate list ("none": BM25 only)
     split_seed: int = 0
     val_fraction: float = 0.1
+    m_pred: int = 2  # vectors AMER emits per query (paper: 2); recorded in the task info
     drop_leaked: bool = False  # drop test questions the audit finds leaked from train
     corpus_full_hash: bool = False
     nq_open: bool = False  # add NQ-open's multi-answer questions to train (from nq_open_dir)
@@ -223,9 +224,11 @@ class AmbigQATask(Task):
         def assign(q: Question) -> str:
             return "test" if q.group == "dev half → test" else "train"
 
-        return prepare_task(
+        data = prepare_task(
             self.name, parse, assign, files=list(files.values()), corpus_path=corpus_path, corpus_label=label,
             mapping=MappingParams(depth=p.depth, dense=p.dense), seed=p.split_seed, val_fraction=p.val_fraction,
             drop_leaked=p.drop_leaked, force_hash=p.corpus_full_hash, search="question",
             key_extra={"nq_open": [(f.name, file_sha256(f)) for f in nq_files]},
         )
+        data.info["m_pred"] = p.m_pred  # AMER's vectors per query unless -r m_pred says otherwise
+        return data

@@ -427,19 +427,3 @@ def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], 
     data.info["corpus_label"] = corpus_label
     data.info["corpus"] = corpus_info
     return apply_audit(data, drop_leaked)
-
-
-def write_trec_cluster_qrels(path: str | os.PathLike[str], query_ids: Sequence[str], targets: Any,
-                             doc_ids: Sequence[str]) -> None:
-    """TREC qrels with the answer cluster in the iteration column, `qid cluster docid 1`: the subtopic qrels of
-    ndeval / ir_measures (`StRecall@k` = our Recall@k with several gold passages per answer)."""
-    from bench.atomic import atomic_open
-    from bench.results import trec_id
-
-    seen: set[tuple[int, int, int]] = set()
-    with atomic_open(path) as fh:
-        for q, c, d in zip(targets.query.tolist(), targets.cluster.tolist(), targets.doc.tolist(), strict=True):
-            if (q, c, d) in seen:
-                continue
-            seen.add((q, c, d))
-            fh.write(f"{trec_id(query_ids[q])} {c} {trec_id(doc_ids[d])} 1\n")

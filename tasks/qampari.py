@@ -40,6 +40,7 @@ class QampariParams:
     dense: str = "none"  # the paper's QAMPARI mapping is BM25 on the proof snippets only
     split_seed: int = 0
     val_fraction: float = 0.1
+    m_pred: int = 5  # vectors AMER emits per query (paper: 5); recorded in the task info
     drop_leaked: bool = False
     corpus_full_hash: bool = False
 
@@ -109,9 +110,11 @@ class QampariTask(Task):
             return qs, {"method": "train file → train (val_fraction of it → val, seeded); dev file → test",
                         "seed": p.split_seed, "val_fraction": p.val_fraction}
 
-        return prepare_task(
+        data = prepare_task(
             self.name, parse, lambda q: "test" if q.source == "dev" else "train", files=list(files.values()),
             corpus_path=corpus_path, corpus_label=label, mapping=MappingParams(depth=p.depth, dense=p.dense),
             seed=p.split_seed, val_fraction=p.val_fraction, drop_leaked=p.drop_leaked,
             force_hash=p.corpus_full_hash, search="proof",
         )
+        data.info["m_pred"] = p.m_pred  # AMER's vectors per query unless -r m_pred says otherwise
+        return data

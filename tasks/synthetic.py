@@ -264,6 +264,7 @@ class SyntheticTask(Task):
             "mlp_variant": p.mlp_variant if self.kind == "mlp" else None,
             "m": M_TARGETS if target_range(p.m) == (M_TARGETS, M_TARGETS) else p.m,
             "target_representatives": "one doc per cluster (each cluster is a single target vector)",
+            "audit": {"ran": False, "dropped": []},  # generated data: no question text or passage sets to leak
         }
         return TaskData(self.name, corpus, splits, modality="vector", info=info)
 

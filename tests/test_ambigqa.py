@@ -73,6 +73,7 @@ def test_fixture_task_steps_clusters_and_splits(tmp_path):
                               "no answer with an empty alias list": 4, "≥ 2 distinct answers": 3,
                               "every answer has a gold passage": 2}
     assert steps["dev"]["every answer has a gold passage"] == 2
+    assert data.info["m_pred"] == 2  # the paper's AMER setting for AmbigQA
     all_ids = [q for s in data.splits.values() for q in s.query_ids]
     assert "t3" not in all_ids and "t4" not in all_ids and "t5" not in all_ids and "t6" not in all_ids
     # dev is split in halves by a seeded permutation: one dev question in train, the other in test

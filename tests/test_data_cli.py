@@ -57,3 +57,11 @@ def test_bad_task_param_is_one_error_line(task_args: list[str], capsys: pytest.C
     assert main(["data", "info", "ambigqa", "--corpus", "/nonexistent.tsv"]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "nonexistent.tsv" in err
+
+
+@pytest.mark.slow
+def test_info_gold_similarity_with_minilm(task_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "info", "ambigqa", *task_args, "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    g = rec["gold_similarity"]
+    assert g["n_within_pairs"] >= 1 and -1 <= g["random_mean"] <= 1 and -1 <= g["within_mean"] <= 1

@@ -38,6 +38,14 @@ def test_ir_measures_recall_matches_ours(tmp_path) -> None:
             ours = rec.per_query[f"Recall@{k}"]
             np.testing.assert_allclose([theirs[q] for q in rec.query_ids], ours, rtol=0, atol=1e-12)
             assert ir_measures.calc_aggregate([R @ k], qrels, run)[R @ k] == pytest.approx(rec.summary[f"Recall@{k}"])
+    # the subtopic qrels (answer cluster in the iteration column): StRecall@k through pyndeval is our Recall@k too
+    sub = list(ir_measures.read_trec_qrels(str(out / "synthetic-linear-multi.test.subtopic.qrels")))
+    assert sorted({q.iteration for q in sub}) == ["0", "1", "2", "3", "4"]
+    rec = load_run(next((results / "synthetic-linear-multi" / "input").glob("*.json")))
+    st10 = ir_measures.parse_measure("StRecall@10")
+    theirs10 = {m.query_id: m.value for m in ir_measures.iter_calc([st10], sub, list(
+        ir_measures.read_trec_run(str(out / "input.trec"))))}
+    np.testing.assert_allclose([theirs10.get(q, 0.0) for q in rec.query_ids], rec.per_query["Recall@10"], atol=1e-9)
     # the check is not vacuous: input finds some targets but far from all
     assert 0 < load_run(next((results / "synthetic-linear-multi" / "input").glob("*.json"))).summary["Recall@10"] < 1
 

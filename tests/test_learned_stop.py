@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -118,28 +119,66 @@ def test_config_round_trip_keeps_the_head() -> None:
     assert torch.allclose(model.generate(x, 3), again.generate(x, 3))
 
 
-def test_matched_stop_loss_is_matched_infonce_plus_bce() -> None:
+def _prefix_matched_loop(preds: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, mask: torch.Tensor,
+                         tau: float) -> float:
+    """Matched InfoNCE with each example's T_b targets assigned to its first T_b predictions, by brute force."""
+    import itertools
+
+    b, t, _ = pos.shape
+    cands = [pos[e, j] for e in range(b) for j in range(t) if mask[e, j]]
+    cands += [neg[e, j] for e in range(b) for j in range(t) if mask[e, j]]
+    total = 0.0
+    for e in range(b):
+        n = int(mask[e].sum())
+
+        def ell(i: int, j: int, e: int = e) -> float:
+            z = sum(math.exp(float(preds[e, i] @ c) / tau) for c in cands)
+            return -math.log(math.exp(float(preds[e, i] @ pos[e, j]) / tau) / z)
+
+        best = min(sum(ell(perm[j], j) for j in range(n)) for perm in itertools.permutations(range(n)))
+        total += best / n
+    return total / b
+
+
+def test_matched_stop_loss_is_prefix_matched_infonce_plus_bce() -> None:
     g = torch.Generator().manual_seed(1)
     b, t, d = 4, 3, 5
-    preds = F.normalize(torch.randn(b, t, d, generator=g), dim=-1)
-    pos = F.normalize(torch.randn(b, t, d, generator=g), dim=-1)
-    neg = F.normalize(torch.randn(b, t, d, generator=g), dim=-1)
+    preds = F.normalize(torch.randn(b, t, d, generator=g, dtype=torch.float64), dim=-1)
+    pos = F.normalize(torch.randn(b, t, d, generator=g, dtype=torch.float64), dim=-1)
+    neg = F.normalize(torch.randn(b, t, d, generator=g, dtype=torch.float64), dim=-1)
     mask = torch.tensor([[True, True, True], [True, False, False], [True, True, False], [True, True, True]])
-    logits = torch.randn(b, t, generator=g, requires_grad=True)
+    logits = torch.randn(b, t, generator=g, dtype=torch.float64, requires_grad=True)
     loss = get_objective("matched-stop").loss(LossInputs(preds, pos, neg, mask, 0.1, "example", stop_logits=logits))
-    ref, _ = matched_infonce(preds, pos, neg, 0.1, mask)
     bce = 0.0
     for e in range(b):
         n = int(mask[e].sum())
         for i in range(t):
             y = 1.0 if i + 1 < n else 0.0
             p = float(torch.sigmoid(logits[e, i].detach()))
-            bce += -(y * np.log(p) + (1 - y) * np.log(1 - p)) / t
-    assert float(loss.detach()) == pytest.approx(float(ref) + STOP_WEIGHT * bce / b, rel=1e-5)
+            bce += -(y * math.log(p) + (1 - y) * math.log(1 - p)) / t
+    expected = _prefix_matched_loop(preds, pos, neg, mask, 0.1) + STOP_WEIGHT * bce / b
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-7)
+    # the prefix restriction matters: plain matching may use later predictions and is never larger
+    plain, _ = matched_infonce(preds, pos, neg, 0.1, mask)
+    assert float(plain) <= _prefix_matched_loop(preds, pos, neg, mask, 0.1) + 1e-12
     loss.backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all()
     with pytest.raises(ValueError, match="stop logits"):
         get_objective("matched-stop").loss(LossInputs(preds, pos, neg, mask, 0.1, "example"))
+
+
+def test_one_answer_each_and_all_answers_equal_plain_matching() -> None:
+    """When every example has M targets, prefix matching is plain matching."""
+    from bench.train.objectives.stop import prefix_matched_infonce
+
+    g = torch.Generator().manual_seed(2)
+    preds = F.normalize(torch.randn(3, 3, 4, generator=g, dtype=torch.float64), dim=-1)
+    pos = F.normalize(torch.randn(3, 3, 4, generator=g, dtype=torch.float64), dim=-1)
+    neg = F.normalize(torch.randn(3, 3, 4, generator=g, dtype=torch.float64), dim=-1)
+    full = torch.ones(3, 3, dtype=torch.bool)
+    ref, _ = matched_infonce(preds, pos, neg, 0.1, full, reduction="target")
+    got = prefix_matched_infonce(preds, pos, neg, 0.1, full, reduction="target")
+    assert float(got) == pytest.approx(float(ref), rel=1e-12)
 
 
 def test_stop_parameter_names_the_system_and_keeps_fixed_checkpoint_keys() -> None:

@@ -60,6 +60,7 @@ def test_five_to_eight_answer_filter_and_gold_from_proofs(tmp_path):
     ids = data.corpus.ids
     assert [[ids[r] for r in c] for c in test.targets.nested()[0]] == [[str(100 + i)] for i in range(6)]
     assert data.info["gold_mapping"]["dense"] == "none"
+    assert data.info["m_pred"] == 5  # the paper's AMER setting for QAMPARI, never read from the test answers
 
 
 def test_bad_record_names_file_line_and_field(tmp_path):

@@ -12,8 +12,7 @@ import pytest
 from bench.bm25 import load_or_build_bm25
 from bench.metrics import parse_metric
 from bench.pipeline import build_task
-from bench.results import trec_id, write_trec_run
-from tasks.multianswer import write_trec_cluster_qrels
+from bench.results import trec_id, write_trec_cluster_qrels, write_trec_run
 
 
 def _cross_check(data, tmp: Path, ks=(5, 10, 20)) -> dict[int, float]:

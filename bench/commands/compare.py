@@ -216,10 +216,12 @@ def export_cmd(
     run_file: list[Path] = typer.Option(None, "--run", help="explicit run files instead"),
     out_dir: Path = typer.Option(..., "--out", help="folder for <task>.<split>.qrels and <retriever>.trec"),
 ) -> None:
-    """TREC files for ranx / ir_measures / trec_eval: the runs' rankings and the task's qrels (every gold doc of
-    every answer cluster, relevance 1; document recall equals answer recall only with one gold doc per cluster)."""
+    """TREC files for ranx / ir_measures / trec_eval: the runs' rankings and the task's qrels — `<task>.<split>.qrels`
+    (every gold doc, relevance 1: document recall, equal to answer recall only with one gold doc per cluster) and
+    `<task>.<split>.subtopic.qrels` (the answer cluster in the iteration column: ir_measures' StRecall@k through
+    pyndeval equals our Recall@k)."""
     from bench.pipeline import build_task
-    from bench.results import write_trec_qrels
+    from bench.results import write_trec_cluster_qrels, write_trec_qrels
 
     runs = collect_runs(task, results_dir, run_file)
     first, _ = next(iter(runs.values()))
@@ -243,3 +245,6 @@ def export_cmd(
     qrels = out_dir / f"{first.task}.{first.split}.qrels"
     write_trec_qrels(qrels, split.query_ids, split.targets, data.corpus.ids)
     out.print(f"wrote {qrels}", highlight=False)
+    subtopic = out_dir / f"{first.task}.{first.split}.subtopic.qrels"
+    write_trec_cluster_qrels(subtopic, split.query_ids, split.targets, data.corpus.ids)
+    out.print(f"wrote {subtopic}", highlight=False)

@@ -102,7 +102,7 @@ def _gold_similarity(data: Any, encoder: str) -> dict[str, Any]:
     from bench.pipeline import Session, build_retriever
 
     retriever = build_retriever(encoder)
-    emb, _, _ = Session().corpus_index(data, retriever)
+    emb: Any = Session().corpus_index(data, retriever)[0]  # the index's vector store: rows by corpus row
     split = data.splits.get("test") or next(iter(data.splits.values()))
     g = gold_similarity(split.targets, emb).to_dict()
     return {k: g[k] for k in ("within_mean", "random_mean", "n_within_pairs", "n_random_pairs", "mode", "seed")}
