@@ -10,6 +10,7 @@ name (bench/stages/system.py), which is recorded in the result and names its fol
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -642,6 +643,8 @@ def run(
     if name != retriever.name:  # a plain retriever keeps the config (and hash) it had before systems existed
         config["system"] = name
         config["stages"] = system.stages_record()
+    if needs_index and session.index != IndexSpec():  # an approximate index changes the numbers: part of the hash
+        config["index"] = dataclasses.asdict(session.index)
     config_hash = stable_hash(config)
     now = time.time()
     run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}Z-{config_hash[:8]}"

@@ -101,3 +101,16 @@ def test_trec_ids_with_spaces_are_encoded(tmp_path) -> None:
     lines = (tmp_path / "r.trec").read_text().splitlines()
     assert lines == ["q%201 Q0 Grace%09Hopper 1 2 my%20run", "q%201 Q0 Alan%20Turing 2 1 my%20run"]
     assert all(len(line.split()) == 6 for line in lines)
+
+
+def test_an_approximate_index_is_part_of_the_config_hash(tmp_path) -> None:
+    """An IVF run and a flat run of one retriever are different configurations (their numbers may differ); the flat
+    default keeps the hash a run had before indexes had kinds."""
+    from bench.index import IndexSpec
+
+    flat, _ = run("synthetic-linear-single", "input", [10], SMALL, results_dir=tmp_path)
+    ivf, _ = run("synthetic-linear-single", "input", [10], SMALL, results_dir=tmp_path,
+                 session=Session(index=IndexSpec(kind="ivf", nprobe=2)))
+    again, _ = run("synthetic-linear-single", "input", [10], SMALL, results_dir=tmp_path)
+    assert flat.config_hash == again.config_hash != ivf.config_hash
+    assert ivf.extra["index"]["params"] == {"nprobe": 2} and ivf.extra["index"]["factory"].startswith("IVF")
