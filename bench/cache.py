@@ -276,7 +276,7 @@ def report_and_quarantine(path: Path, problem: str, what: str = "rebuilding it")
 
 def write_entry(
     path: str | os.PathLike[str],
-    build: Callable[[Path], None],
+    build: Callable[[Path], object],  # writes the entry at the given temp path; its return value is ignored
     folder: bool = False,
     packages: tuple[str, ...] = (),
     info: Mapping[str, Any] | None = None,
@@ -322,7 +322,7 @@ def _try_load(path: Path, load: Callable[[Path], T]) -> tuple[bool, T | None, st
 
 def load_or_build(
     path: str | os.PathLike[str],
-    build: Callable[[Path], None],
+    build: Callable[[Path], object],  # writes the entry at the given temp path; its return value is ignored
     load: Callable[[Path], T],
     *,
     folder: bool = False,

@@ -124,15 +124,16 @@ def _grouped(rows: list[np.ndarray], embeddings: np.ndarray):  # type: ignore[no
             yield block, cos, euc
 
 
-def target_diversity(targets: Targets, embeddings: np.ndarray, mode: str = DEFAULT_TARGET_MODE) -> TargetDiversity:
+def target_diversity(targets: Targets, embeddings: Any, mode: str = DEFAULT_TARGET_MODE) -> TargetDiversity:
     """Per-query target diversity: for the s target vectors v_1..v_s of a query (see `target_rows`),
 
         cos_sim   = mean_{i<j} cos(v_i, v_j)            (mean pairwise cosine similarity)
         cos_dist  = mean_{i<j} (1 − cos(v_i, v_j)) = 1 − cos_sim
         euclidean = mean_{i<j} ‖v_i − v_j‖₂
 
-    `embeddings` are the corpus rows' document embeddings (the pipeline passes the L2-normalised vectors the index
-    searches). NaN for queries with s < 2. Queries with the same s are computed together (batched Gram matrices).
+    `embeddings` are the corpus rows' document embeddings: an array, or a bench.index.VectorStore whose rows are
+    gathered by indexing (the pipeline passes the L2-normalised vectors the index searches, never a full copy).
+    NaN for queries with s < 2. Queries with the same s are computed together (batched Gram matrices).
     """
     rows = target_rows(targets, mode)
     n = targets.n_queries
@@ -261,7 +262,7 @@ class GoldSimilarity:
         }
 
 
-def gold_similarity(targets: Targets, embeddings: np.ndarray, mode: str = DEFAULT_TARGET_MODE,
+def gold_similarity(targets: Targets, embeddings: Any, mode: str = DEFAULT_TARGET_MODE,
                     n_random_pairs: int = N_RANDOM_PAIRS, seed: int = 0) -> GoldSimilarity:
     """Are a query's gold documents more alike than golds of unrelated queries? (the paper's appendix statistic)
 
@@ -294,7 +295,7 @@ def gold_similarity(targets: Targets, embeddings: np.ndarray, mode: str = DEFAUL
     return GoldSimilarity(within_arr, cos, mode, seed)
 
 
-def run_record(targets: Targets, embeddings: np.ndarray, space: str, mode: str = DEFAULT_TARGET_MODE,
+def run_record(targets: Targets, embeddings: Any, space: str, mode: str = DEFAULT_TARGET_MODE,
                seed: int = 0) -> dict[str, Any]:
     """What a run stores under extra["target_diversity"]: per-query values (in query order) and the gold statistic."""
     div = target_diversity(targets, embeddings, mode)

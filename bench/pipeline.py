@@ -406,7 +406,7 @@ def run_base(system: System, split: Split, depth: int, ctx: RunContext, timings:
             key = None
             if memo is not None and system.retriever_meta.kind == "dense":  # no training, no side effects
                 key = stable_hash([retriever.name, retriever.spec, params_dict(retriever.params), split.fingerprint()])
-            if key is not None and key in memo:
+            if key is not None and memo is not None and key in memo:
                 queries = memo[key]
             else:
                 out = retriever.encode_queries(split, ctx)
