@@ -154,8 +154,11 @@ class TrainedQueryEncoder(Retriever):
         """Everything that shapes the trained weights; its hash names the checkpoint."""
         params = {k: v for k, v in params_dict(self.params).items() if k not in INFERENCE_ONLY}
         lm = self.pretrained(ctx.task)
+        # where the data lives and how its fingerprint was obtained (a full hash, or reused while size and mtime are
+        # unchanged) do not shape the weights: the content is in data_hash, so those records stay out of the key
+        info = {k: v for k, v in ctx.task.info.items() if k not in ("corpus", "prepared")}
         return {"retriever": self.name, "objective": self.objective, "params": params, "task": ctx.task.name,
-                "task_info": ctx.task.info, "data_hash": ctx.task.data_hash(), "seed": ctx.seed,
+                "task_info": info, "data_hash": ctx.task.data_hash(), "seed": ctx.seed,
                 "base_weights_sha256": lm[1] if lm else None}
 
     def checkpoint_for(self, ctx: RunContext) -> tuple[Path, dict[str, Any]]:

@@ -29,7 +29,7 @@ def test_default_encoder_size_matches_the_cpu_prototype_scale() -> None:
 def test_pretrained_backbone_loads_from_a_folder(tmp_path) -> None:
     """A later issue plugs a pretrained causal LM by path: the same weights come back, offline."""
     torch.manual_seed(1)
-    source = build_backbone(BackboneConfig(width=16, layers=1, heads=2))
+    source = build_backbone(BackboneConfig(arch="llama", width=16, layers=1, heads=2))
     source.save_pretrained(tmp_path / "lm")
     model = QueryEncoder(BackboneConfig(pretrained=str(tmp_path / "lm")), d_query=4, d_doc=8, input_scale=1.0)
     loaded = model.backbone.state_dict()

@@ -92,7 +92,7 @@ def test_split_systems_respects_brackets_and_quotes() -> None:
 
 
 def test_canonical_names_drop_defaults_and_run_settings() -> None:
-    assert canonical_name("amer[steps=3000,device=cpu,threads=2]") == "amer"
+    assert canonical_name("amer[steps=1500,device=cpu,threads=2]") == "amer"
     assert canonical_name("amer@round-robin") == "amer"
     assert canonical_name("amer@rrf") == "amer@rrf"
     assert canonical_name("amer@rrf(k=60)") == "amer@rrf"

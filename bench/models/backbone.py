@@ -23,7 +23,7 @@ ARCHS = ("llama", "qwen2", "tiny")  # tiny: bench/models/tiny.py, the Llama desi
 class BackboneConfig:
     """What builds a backbone. `pretrained` (a local folder or an id already in the HF cache) overrides the rest."""
 
-    arch: str = "llama"
+    arch: str = "tiny"  # the Llama design in plain torch (bench/models/tiny.py); llama = transformers' own
     width: int = 128
     layers: int = 2
     heads: int = 4
