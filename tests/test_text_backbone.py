@@ -144,10 +144,12 @@ def test_train_and_run_on_a_text_task_reuse_the_adapter_checkpoint(tmp_path: Pat
     task = ["--task", "limit-small", "-t", "train_fraction=0.3", "--device", "cpu"]
     small = ["-r", f"backbone={folder}", "-r", "steps=3", "-r", "batch_size=8", "-r", "eval_every=3",
              "-r", "lora_r=4", "-r", "val_fraction=0.05"]
+    checkpoints = Path(__import__("os").environ["BENCH_CACHE_DIR"]) / "checkpoints"
+    before = set(checkpoints.glob("amer-*.safetensors"))  # the session cache holds other tests' checkpoints too
     assert main(["train", "--retriever", "amer", *task, *small]) == 0
     out = capsys.readouterr().out
     assert "yes" in out
-    (ckpt,) = (Path(__import__("os").environ["BENCH_CACHE_DIR"]) / "checkpoints").glob("amer-*.safetensors")
+    (ckpt,) = set(checkpoints.glob("amer-*.safetensors")) - before
     meta = load_checkpoint(ckpt).meta
     assert meta["model"]["base_hash"] == weights_hash(folder) and meta["model"]["finetune"] == "lora"
     results = tmp_path / "results"

@@ -11,8 +11,9 @@ from bench.train.objectives import LossInputs, Objective, register_objective
 
 @register_objective("rand1")
 class Rand1(Objective):
-    """Rand1LH (Zhuang et al., "Training Dense Retrievers with Multiple Positive Passages"): the positive of a step
-    is one of the example's answers drawn uniformly (the first of its targets in the sampled random order), and
+    """Rand1LH (Wang et al. 2026, "Training Dense Retrievers with Multiple Positive Passages", arXiv 2602.12727):
+    the positive of a step is one of the example's answers drawn uniformly (the first of its targets in the sampled
+    random order), and
 
         L = −(1/B) Σ_b log [ exp(q_b·y_b / τ) / Σ_{c∈C} exp(q_b·c / τ) ]
 
