@@ -29,6 +29,7 @@ def matched_infonce(
     target_mask: torch.Tensor | None = None,
     reduction: str = "example",
     dist: Collective | None = None,
+    prefix: bool = False,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """InfoNCE over in-batch candidates, with each example's predictions matched to its unordered targets.
 
@@ -49,6 +50,10 @@ def matched_infonce(
 
     Under DDP B and Σ_b T_b count every process's examples, so the per-process losses sum to the loss of the
     global batch. With M = T = 1 both are plain InfoNCE.
+
+    `prefix=True` matches example b's T_b targets to its *first* T_b predictions only (π_b a bijection onto 1..T_b):
+    a model that stops after T_b vectors (AMER's learned stop, objective `matched-stop`) must have put every answer
+    in those; with plain matching a 2-answer query may hold its answers at positions 3 and 5 of 5.
 
     Returns the loss and the assignment: (B, M) int array giving each prediction's target index, −1 if unmatched.
     """
@@ -88,7 +93,7 @@ def matched_infonce(
     rows_j: list[np.ndarray] = []
     for e in range(b):
         cols = np.flatnonzero(mask_np[e])
-        pred_idx, tgt_pos = linear_sum_assignment(cost_np[e][:, cols])
+        pred_idx, tgt_pos = linear_sum_assignment(cost_np[e][: len(cols) if prefix else m][:, cols])
         assignment[e, pred_idx] = cols[tgt_pos]
         rows_b.append(np.full(len(pred_idx), e))
         rows_i.append(pred_idx)
