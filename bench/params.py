@@ -38,14 +38,12 @@ def _convert(owner: str, field: dataclasses.Field[Any], raw: str, hint: Any) -> 
 
 
 def parse_params(cls: type | None, owner: str, pairs: Sequence[str] | Mapping[str, Any] = ()) -> Any:
-    """Build the params dataclass `cls` from `key=value` strings (CLI) or a mapping (config files, stored runs)."""
-    if cls is None:
-        if pairs:
-            raise BenchError(f"{owner} takes no parameters")
-        return None
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    values: dict[str, Any] = {}
+    """Build the params dataclass `cls` from `key=value` strings (CLI) or a mapping (config files, stored runs).
+
+    The strings are split here; typing, aliases and errors are `bench.stages.system.build_params`'s, the one place
+    that turns (key, value) pairs into a params dataclass for tasks, retrievers and stages alike."""
+    from bench.stages.system import build_params
+
     items: list[tuple[str, Any]]
     if isinstance(pairs, Mapping):
         items = list(pairs.items())
@@ -56,16 +54,7 @@ def parse_params(cls: type | None, owner: str, pairs: Sequence[str] | Mapping[st
                 raise BenchError(f"{owner}: parameter {pair!r} is not of the form key=value")
             key, raw = pair.split("=", 1)
             items.append((key.strip().replace("-", "_"), raw.strip()))
-    for key, raw in items:
-        if key not in fields:
-            raise BenchError(f"{owner}: unknown parameter {key!r}; known: {', '.join(fields)}")
-        values[key] = _convert(owner, fields[key], raw, hints[key]) if isinstance(raw, str) else raw
-        if isinstance(values[key], list):
-            values[key] = tuple(values[key])
-    try:
-        return cls(**values)
-    except (ValueError, TypeError) as exc:
-        raise BenchError(f"{owner}: {exc}") from None
+    return build_params(cls, owner, items)
 
 
 def params_dict(params: Any) -> dict[str, Any]:

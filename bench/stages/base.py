@@ -144,11 +144,7 @@ class PerVectorLists:
         """Group the lists of a flat batch (one per text / vector) by query: `owner[i]` is the query of list i,
         lists of a query keep their order. Used for expanded queries, which have a varying number of texts."""
         owner = np.asarray(owner, dtype=np.int64)
-        counts = np.bincount(owner, minlength=n)
-        m = max(int(counts.max(initial=0)), 1)
-        order = np.argsort(owner, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        slot = np.arange(len(owner)) - starts[owner[order]]
+        order, slot, m = _slots(owner, n)
         rows = np.full((n, m, flat.k), PAD_ROW, dtype=np.int64)
         scores = np.full((n, m, flat.k), PAD_SCORE, dtype=np.float32)
         mask = np.zeros((n, m), dtype=bool)
@@ -178,11 +174,7 @@ class QueryVectors:
         """Group (N, d) vectors by query (`owner[i]` = the query of vector i), keeping their order within a query."""
         flat = np.asarray(flat, dtype=np.float32)
         owner = np.asarray(owner, dtype=np.int64)
-        counts = np.bincount(owner, minlength=n)
-        m = max(int(counts.max(initial=0)), 1)
-        order = np.argsort(owner, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        slot = np.arange(len(owner)) - starts[owner[order]]
+        order, slot, m = _slots(owner, n)
         vecs = np.zeros((n, m, flat.shape[1]), dtype=np.float32)
         mask = np.zeros((n, m), dtype=bool)
         vecs[owner[order], slot] = flat[order]
@@ -307,3 +299,14 @@ class Reranker(Stage, abc.ABC):
     def rerank(self, cands: Candidates, queries: QueryVectors | None, docs: DocumentVectors | None,
                ctx: RunContext) -> Candidates:
         """The new ranking of `cands` (same n; may be shorter than cands.k)."""
+
+
+def _slots(owner: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Where each of N flat items goes when grouped by query (`owner[i]` = the query of item i), keeping their
+    order within a query: the stable order by query, each ordered item's slot within its query, and m, the most
+    items of a query (at least 1)."""
+    counts = np.bincount(owner, minlength=n)
+    order = np.argsort(owner, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(len(owner)) - starts[owner[order]]
+    return order, slot, max(int(counts.max(initial=0)), 1)
