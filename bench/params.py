@@ -54,7 +54,7 @@ def parse_params(cls: type | None, owner: str, pairs: Sequence[str] | Mapping[st
                 raise BenchError(f"{owner}: parameter {pair!r} is not of the form key=value")
             key, raw = pair.split("=", 1)
             items.append((key.strip().replace("-", "_"), raw.strip()))
-    return build_params(cls, owner, items)
+    return build_params(cls, owner, tuple(items))
 
 
 def params_dict(params: Any) -> dict[str, Any]:
