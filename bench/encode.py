@@ -325,12 +325,11 @@ def encode_in_shards(
 
 
 def _normalise_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm in float32 (zero rows stay zero), as FAISS's normalize_L2 does."""
-    import faiss
+    """Rows scaled to unit L2 norm in float32 (zero rows stay zero): bench.index.l2_normalise, imported when a shard
+    is written so that encoding alone does not load FAISS."""
+    from bench.index import l2_normalise
 
-    out = np.array(x, dtype=np.float32, order="C", copy=True)
-    faiss.normalize_L2(out)
-    return out
+    return l2_normalise(x)
 
 
 def _take(it: Iterator[str], n: int) -> list[str]:

@@ -36,3 +36,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"real data folder {SHARED_DATA} is missing: clone the project with ../shared beside it")
     return SHARED_DATA
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache of this test's own (BENCH_CACHE_DIR → tmp_path/cache), for tests that inspect or damage its files."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(root))
+    return root

@@ -31,13 +31,6 @@ REPO = Path(__file__).resolve().parents[1]
 robust = pytest.mark.robustness
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv("BENCH_CACHE_DIR", str(root))
-    return root
-
-
 def _text_entry(calls: list[str], text: str = "hello"):
     def build(tmp: Path) -> None:
         calls.append("build")

@@ -15,13 +15,6 @@ RUN = ["run", "--task", "synthetic-linear-single", "--retriever", "oracle", *SMA
 robust = pytest.mark.robustness
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv("BENCH_CACHE_DIR", str(root))
-    return root
-
-
 def _entries(cache: Path) -> tuple[Path, Path]:
     (task_file,) = (cache / "synthetic").glob("*.npz")
     (index,) = (cache / "indexes").glob("*.faiss")

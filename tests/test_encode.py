@@ -25,12 +25,6 @@ from bench.task import Corpus
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
 def vec(text: str, dim: int) -> np.ndarray:
     seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
     return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
