@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -84,6 +85,13 @@ def _show_usage_error(exc: Exception) -> None:
 
 def _exit(code: int, argv: list[str] | None) -> int:
     if argv is None:
+        if code == 130:
+            # Interrupted: the work is abandoned and every file was written atomically. Leave now, without the
+            # interpreter's shutdown: a KeyboardInterrupt met again while it unwinds (measured: 2 runs in 10 of the
+            # SIGINT test) makes Python end by SIGINT (status −2) instead of the documented 130.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         sys.exit(code)
     return code
 

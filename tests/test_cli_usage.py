@@ -25,9 +25,15 @@ SMALL = ["-t", "d=16", "-t", "n_train=30", "-t", "n_test=20", "-t", "n_negatives
 robust = pytest.mark.robustness
 
 
-def bench(*args: str, env: dict[str, str] | None = None, user: int | None = None) -> subprocess.CompletedProcess:
-    """`python -m bench` in a fresh process (what a user's shell runs), optionally as another user."""
-    prefix = [] if user is None else ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+# root writes anywhere through CAP_DAC_OVERRIDE: without it (and without DAC_READ_SEARCH) root is held to the mode
+# bits like any user, yet still reads the checkout it owns wherever that lies (another user could not, under a 0700
+# temporary folder)
+NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
+
+
+def bench(*args: str, env: dict[str, str] | None = None, drop_dac: bool = False) -> subprocess.CompletedProcess:
+    """`python -m bench` in a fresh process (what a user's shell runs), optionally as root without DAC override."""
+    prefix = NO_DAC if drop_dac else []
     return subprocess.run([*prefix, sys.executable, "-m", "bench", *args], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=300)
 
@@ -93,11 +99,11 @@ def test_read_only_results_dir_fails_before_the_work() -> None:
         cache.mkdir(mode=0o777)
         os.chmod(ro, 0o555)
         os.chmod(cache, 0o777)
-        user = 65534 if os.geteuid() == 0 else None  # root writes anywhere: check as `nobody`
-        if user is not None and shutil.which("setpriv") is None:
+        as_root = os.geteuid() == 0  # root writes anywhere: check as root without CAP_DAC_OVERRIDE
+        if as_root and shutil.which("setpriv") is None:
             pytest.fail("running as root without setpriv: cannot make a folder read-only to this test")
         res = bench("run", "--task", "synthetic-linear-single", "--retriever", "amer", *SMALL,
-                    "--results-dir", str(ro), env={"BENCH_CACHE_DIR": str(cache), "HOME": str(base)}, user=user)
+                    "--results-dir", str(ro), env={"BENCH_CACHE_DIR": str(cache), "HOME": str(base)}, drop_dac=as_root)
         assert res.returncode == 2, res.stderr
         assert res.stderr.strip().splitlines()[-1] == f"error: results folder {ro} is not writable (Permission denied)"
         assert "Traceback" not in res.stderr
