@@ -369,6 +369,8 @@ class BaseOutput:
     candidates: Candidates
     queries: QueryVectors | None
     m: int  # the most lists a query had
+    searches: np.ndarray  # (n,) lists searched per query: vectors emitted, or texts after expansion
+    llm_calls: int = 0  # LLM calls the expansion took (sent or from the reply cache)
 
 
 def run_base(system: System, split: Split, depth: int, ctx: RunContext, timings: dict[str, float],
@@ -426,7 +428,16 @@ def run_base(system: System, split: Split, depth: int, ctx: RunContext, timings:
     t = time.perf_counter()
     cands = fuse(lists, system.fuser, depth, system.name)
     timings[prefix + "fuse"] = time.perf_counter() - t
-    return BaseOutput(cands, queries, int(lists.mask.sum(axis=1).max(initial=0)))
+    searches = lists.mask.sum(axis=1)
+    calls = system.expander.llm_calls(split) if system.expander is not None else 0
+    return BaseOutput(cands, queries, int(searches.max(initial=0)), searches, calls)
+
+
+def query_cost(base: BaseOutput, n: int) -> dict[str, float | None]:
+    """What answering one query costs on the query side, as `bench compare` reports it: the mean number of
+    searches (query vectors or expanded texts searched; AMER's emitted vectors) and of LLM calls per query."""
+    return {"searches_per_query": round(float(base.searches.mean()), 4) if n else None,
+            "llm_calls_per_query": round(base.llm_calls / n, 4) if n else None}
 
 
 def validation_split(data: TaskData, eval_split: str, seed: int) -> tuple[Split | None, str]:
@@ -473,14 +484,14 @@ def apply_rerankers(system: System, base: BaseOutput, split: Split, docs: Docume
         if not _tunes(reranker):
             cands = reranker.rerank(cands, base.queries, docs, ctx).check(f"reranker {reranker.name}")
             if val_base is not None:  # a later re-ranker tunes on what this one made of the validation queries
-                val_base = BaseOutput(reranker.rerank(val_base.candidates, val_base.queries, docs, ctx),
-                                      val_base.queries, val_base.m)
+                val_base = dataclasses.replace(
+                    val_base, candidates=reranker.rerank(val_base.candidates, val_base.queries, docs, ctx))
         elif val is not None and val_base is not None:
             data = _tuning_data(val, val_base.candidates, val_base.queries, metric)
             rec["tuning"] = {"split": val_name, "queries": len(val), **reranker.tune(data, docs, ctx)}
             cands = reranker.rerank(cands, base.queries, docs, ctx).check(f"reranker {reranker.name}")
-            val_base = BaseOutput(reranker.rerank(val_base.candidates, val_base.queries, docs, ctx),
-                                  val_base.queries, val_base.m)
+            val_base = dataclasses.replace(
+                val_base, candidates=reranker.rerank(val_base.candidates, val_base.queries, docs, ctx))
         else:
             cands, folds = _cross_fit(reranker, cands, base.queries, split, docs, ctx, metric, seed)
             rec["tuning"] = {"split": f"{split.name} (2-fold cross-fitting: each half re-ranked with the value "
@@ -631,6 +642,7 @@ def run(
         ctx.extra["rerank"] = rerank_records
     if system.expander is not None:
         ctx.extra.setdefault("expander", {"name": system.expander.name, **system.expander.info()})
+    ctx.extra["query_cost"] = query_cost(base, len(test))
     timings["total"] = time.perf_counter() - t0
 
     task_meta, _ = TASKS.get(task_name)

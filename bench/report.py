@@ -80,6 +80,7 @@ class Comparison:
     bin_by: str
     low_sim_threshold: float | None
     notes: list[str] = field(default_factory=list)
+    costs: dict[str, dict[str, float | None]] = field(default_factory=dict)  # system → query_cost (run_cost)
 
     @property
     def metrics(self) -> list[str]:
@@ -87,6 +88,19 @@ class Comparison:
 
     def cell(self, system: str, metric: str, subset: str) -> Cell:
         return self.cells[(system, metric, subset)]
+
+
+COST_COLUMNS = {"searches_per_query": "searches / query", "llm_calls_per_query": "LLM calls / query"}
+
+
+def run_cost(run: RunResult) -> dict[str, float | None]:
+    """A run's query-side cost (`extra.query_cost`, bench/pipeline.py `query_cost`): searches and LLM calls per
+    query. Runs stored before it was recorded give AMER's `vectors_per_query.mean_searched` when present, else None."""
+    cost = run.extra.get("query_cost") or {}
+    out = {key: cost.get(key) for key in COST_COLUMNS}
+    if out["searches_per_query"] is None:
+        out["searches_per_query"] = (run.extra.get("vectors_per_query") or {}).get("mean_searched")
+    return out
 
 
 def check_comparable(runs: Mapping[str, RunResult]) -> None:
@@ -251,7 +265,7 @@ def build_comparison(runs: Mapping[str, RunResult], baseline: str | None = None,
         task=ref.task, split=ref.split, measure=measure, ks=list(ks), baseline=base, systems=[base] + others,
         run_ids={s: runs[s].run_id for s in names}, subsets=subsets, bins=bin_subsets, cells=cells, n_queries=n,
         n_resamples=n_resamples, seed=seed, ci_method=ci_method, show_ci=show_ci, diversity_source=source,
-        bin_by=bin_by, low_sim_threshold=threshold, notes=notes,
+        bin_by=bin_by, low_sim_threshold=threshold, notes=notes, costs={s: run_cost(runs[s]) for s in names},
     )
 
 
@@ -318,13 +332,27 @@ def grid(comp: Comparison, which: str = "main", pct: str = "%", metric: str | No
     return header, rows
 
 
+def cost_grid(comp: Comparison) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the query-side cost table: searches and LLM calls per query ("–" where not recorded)."""
+    header = ["system", *COST_COLUMNS.values()]
+    rows = []
+    for system in comp.systems:
+        cost = comp.costs.get(system, {})
+        rows.append([system + (" (baseline)" if system == comp.baseline else "")]
+                    + ["–" if cost.get(key) is None else f"{cost[key]:.2f}" for key in COST_COLUMNS])
+    return header, rows
+
+
 def tables(comp: Comparison) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, rows) of every table: the main one, then one per metric with the bins (when computed)."""
+    """(title, header, rows) of every table: the main one, then one per metric with the bins (when computed), then
+    the query-side cost (when any run records it)."""
     out = [("whole set and low-similarity subset", *grid(comp, "main"))]
     if comp.bins:
         for m in comp.metrics:
             out.append((f"{m} per quartile of target {comp.bin_by} distance (Q1 least diverse)",
                         *grid(comp, "bins", metric=m)))
+    if any(v is not None for cost in comp.costs.values() for v in cost.values()):
+        out.append(("query-side cost (mean per test query)", *cost_grid(comp)))
     return out
 
 
@@ -421,6 +449,7 @@ def records(comp: Comparison) -> list[dict[str, Any]]:
                     "diff": _num(t.diff) if t else None, "rel_gain": _num(c.rel_gain) if t else None,
                     "p_value": _num(t.p_value) if t else None, "significant": t.significant if t else None,
                     "ci_low": _num(t.ci_low) if t else None, "ci_high": _num(t.ci_high) if t else None,
+                    **{key: comp.costs.get(system, {}).get(key) for key in COST_COLUMNS},
                 })
     return out
 
@@ -444,7 +473,7 @@ def to_json(comp: Comparison) -> str:
         "low_sim_threshold": _num(comp.low_sim_threshold) if comp.low_sim_threshold is not None else None,
         "diversity_source": comp.diversity_source, "bin_by": comp.bin_by if comp.bins else None,
         "subsets": {s.name: {"label": s.label, "n_queries": s.n} for s in comp.subsets + comp.bins},
-        "notes": comp.notes, "rows": records(comp),
+        "notes": comp.notes, "costs": comp.costs, "rows": records(comp),
     }
     return json.dumps(doc, indent=1) + "\n"
 

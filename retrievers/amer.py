@@ -12,6 +12,7 @@ model's own chat template, against the corpus embeddings of a frozen document en
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from bench.registry import register_retriever
 from bench.retriever import Retriever, RunContext
 from bench.task import Split, TaskData
 from bench.train.checkpoint import checkpoint_key, checkpoint_path, load_checkpoint, save_checkpoint
-from bench.train.config import SamplingParams, TrainConfig, TrainParams
+from bench.train.config import SamplingParams, StopParams, TrainConfig, TrainParams
 from bench.train.data import TrainingExamples, VectorQueries
 from bench.train.loop import Trainer
 from bench.train.placement import resolve_device, torch_threads
@@ -86,15 +87,19 @@ class QueryEncoderParams(TrainParams):
 
 @dataclass(frozen=True)
 class AmerParams(QueryEncoderParams, SamplingParams):
-    """AMER adds: how many vectors to emit, and the scheduled-sampling mode (with its ablations)."""
+    """AMER adds: how many vectors to emit (fixed, or a learned stop and how it is trained), and the
+    scheduled-sampling mode (with its ablations)."""
 
     m_pred: int = 0  # vectors per query at inference; 0 = the task's m_pred, else the most answers of a train query
     stop: str = "fixed"  # fixed: m_pred vectors | learned: a stop head ends each query's vectors (≤ m_pred; H14)
     stop_threshold: float = 0.5  # learned stop: go on while P(another answer) ≥ this (lower = fewer missed answers)
+    stop_weight: float = StopParams.stop_weight  # learned stop, training: λ on the stop loss (StopParams)
+    stop_miss_weight: float = StopParams.stop_miss_weight  # learned stop, training: cost of a missed answer
 
     def __post_init__(self) -> None:
         QueryEncoderParams.__post_init__(self)
         SamplingParams.__post_init__(self)
+        StopParams(self.stop_weight, self.stop_miss_weight)  # validates them
         if self.m_pred < 0:
             raise ValueError(f"m_pred must be ≥ 0, got {self.m_pred}")
         if self.stop not in ("fixed", "learned"):
@@ -408,7 +413,10 @@ class AmerRetriever(TrainedQueryEncoder):
 
     def key_config(self, ctx: RunContext) -> dict[str, Any]:
         config = super().key_config(ctx)
-        for key in ("stop", "stop_threshold"):  # the objective names the stop; the threshold is inference only
+        # the objective names the stop; the threshold is inference only; a fixed-m model has no stop head to train
+        dropped = ("stop", "stop_threshold") + (() if self.params.stop == "learned" else tuple(
+            f.name for f in dataclasses.fields(StopParams)))
+        for key in dropped:
             config["params"].pop(key, None)
         return config
 

@@ -151,6 +151,11 @@ def test_gate_learns_to_expand_the_marked_queries_and_saves_requests(tmp_path: P
     assert again["summary"] == adaptive["summary"]
     assert again["extra"]["expander"]["by_split"]["test"]["expanded_queries"] == test["expanded_queries"]
     assert again["extra"]["expander"]["gate"]["llm_requests"] == 0
+    # the query-side cost `bench compare` reports: LLM calls per query needed, whether sent or cached
+    assert always["extra"]["query_cost"] == {"searches_per_query": 1.0,
+                                             "llm_calls_per_query": round(len(set(texts)) / n_test, 4)}
+    assert adaptive["extra"]["query_cost"]["llm_calls_per_query"] == round(test["expanded"] / n_test, 4) < 1
+    assert again["extra"]["query_cost"] == adaptive["extra"]["query_cost"]
     # expanding only the riddles loses nothing against expanding all
     assert adaptive["summary"]["Recall@2"] >= always["summary"]["Recall@2"] - 0.02
 

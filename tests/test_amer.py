@@ -176,12 +176,24 @@ def test_checkpoint_key_follows_the_training_config() -> None:
     assert same == base
     single, _ = build_retriever("single-query", QUICK).checkpoint_for(ctx)
     assert single != base and single.parent == base.parent
+    # the stop's training settings shape only a learned stop; its threshold is applied at inference
+    fixed, _ = build_retriever("amer", [*QUICK, "stop_weight=1", "stop_miss_weight=2"]).checkpoint_for(ctx)
+    assert fixed == base
+    learned, _ = build_retriever("amer", [*QUICK, "stop=learned"]).checkpoint_for(ctx)
+    assert learned != base
+    for extra in (["stop_weight=1"], ["stop_miss_weight=2"]):
+        other, _ = build_retriever("amer", [*QUICK, "stop=learned", *extra]).checkpoint_for(ctx)
+        assert other != learned
+    same, _ = build_retriever("amer", [*QUICK, "stop=learned", "stop_threshold=0.2"]).checkpoint_for(ctx)
+    assert same == learned
 
 
 @pytest.mark.parametrize(("params", "message"), [
     (["sampling=sometimes"], "sampling"),
     (["width=30", "heads=4"], "multiple of heads"),
     (["m_pred=-1"], "m_pred"),
+    (["stop_miss_weight=0"], "stop_miss_weight"),
+    (["stop_weight=-1"], "stop_weight"),
     (["steps=0"], "steps"),
     (["arch=gpt9"], "arch"),
     (["device=tpu"], "device"),

@@ -17,9 +17,9 @@ from bench.models.query_encoder import QueryEncoder
 from bench.models.stop_head import StopQueryEncoder, emitted_mask, stop_counts, stop_targets
 from bench.pipeline import Session, build_system, build_task, run
 from bench.stages.base import QueryVectors
+from bench.train.config import StopParams, TrainConfig
 from bench.train.loss import matched_infonce
 from bench.train.objectives import LossInputs, get_objective
-from bench.train.objectives.stop import STOP_WEIGHT
 from tasks.synthetic import SyntheticParams, generate, target_counts, target_range
 
 TASK = "synthetic-linear-single"
@@ -140,7 +140,9 @@ def _prefix_matched_loop(preds: torch.Tensor, pos: torch.Tensor, neg: torch.Tens
     return total / b
 
 
-def test_matched_stop_loss_is_prefix_matched_infonce_plus_bce() -> None:
+@pytest.mark.parametrize("cfg", [None, TrainConfig(objective="matched-stop", stop_weight=1.5, stop_miss_weight=2.5)],
+                         ids=["defaults", "set"])
+def test_matched_stop_loss_is_prefix_matched_infonce_plus_bce(cfg: TrainConfig | None) -> None:
     g = torch.Generator().manual_seed(1)
     b, t, d = 4, 3, 5
     preds = F.normalize(torch.randn(b, t, d, generator=g, dtype=torch.float64), dim=-1)
@@ -148,15 +150,18 @@ def test_matched_stop_loss_is_prefix_matched_infonce_plus_bce() -> None:
     neg = F.normalize(torch.randn(b, t, d, generator=g, dtype=torch.float64), dim=-1)
     mask = torch.tensor([[True, True, True], [True, False, False], [True, True, False], [True, True, True]])
     logits = torch.randn(b, t, generator=g, dtype=torch.float64, requires_grad=True)
-    loss = get_objective("matched-stop").loss(LossInputs(preds, pos, neg, mask, 0.1, "example", stop_logits=logits))
+    objective = get_objective("matched-stop", cfg)
+    loss = objective.loss(LossInputs(preds, pos, neg, mask, 0.1, "example", stop_logits=logits))
+    settings = cfg or StopParams()
+    w = settings.stop_miss_weight
     bce = 0.0
     for e in range(b):
         n = int(mask[e].sum())
         for i in range(t):
             y = 1.0 if i + 1 < n else 0.0
             p = float(torch.sigmoid(logits[e, i].detach()))
-            bce += -(y * math.log(p) + (1 - y) * math.log(1 - p)) / t
-    expected = _prefix_matched_loop(preds, pos, neg, mask, 0.1) + STOP_WEIGHT * bce / b
+            bce += -(w * y * math.log(p) + (1 - y) * math.log(1 - p)) / t
+    expected = _prefix_matched_loop(preds, pos, neg, mask, 0.1) + settings.stop_weight * bce / b
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-7)
     # the prefix restriction matters: plain matching may use later predictions and is never larger
     plain, _ = matched_infonce(preds, pos, neg, 0.1, mask)
@@ -210,6 +215,7 @@ def test_stop_head_learns_a_planted_count(tmp_path: Path) -> None:
     share = np.mean(counts == data.split("test").targets.n_clusters)
     assert share == pytest.approx(rec["count_equals_answers"], abs=1e-4)
     assert rec["mean_searched"] < 5
+    assert result.extra["query_cost"]["searches_per_query"] == pytest.approx(counts.mean(), abs=1e-4)
     assert "stop=learned" in result.system
 
 

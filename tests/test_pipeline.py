@@ -23,6 +23,9 @@ def test_oracle_and_input_on_the_default_task(tmp_path) -> None:
     assert inp.summary["MRECALL@10"] < 0.5
     # the identity target is always found by the input vector itself: Recall@10 is exactly 1/5
     assert inp.summary["Recall@10"] == pytest.approx(0.2)
+    # query-side cost: the oracle searches one vector per target (five), the input one; neither calls an LLM
+    assert oracle.extra["query_cost"] == {"searches_per_query": 5.0, "llm_calls_per_query": 0.0}
+    assert inp.extra["query_cost"] == {"searches_per_query": 1.0, "llm_calls_per_query": 0.0}
     # one index, shared by both retrievers: the session hands the same object to a second retriever on this corpus
     from bench.pipeline import build_retriever, build_task
 

@@ -162,3 +162,24 @@ def test_formats() -> None:
     assert "77.78*" in text and "+75.0%" in text and "p < 0.05" in text and "per quartile" in text
     with pytest.raises(BenchError, match="unknown format"):
         render(comp, "html")
+
+
+def test_query_side_cost_table() -> None:
+    """Searches and LLM calls per query come from each run's `extra.query_cost`; an AMER run stored before that
+    record gives its `vectors_per_query.mean_searched`; a run with neither shows "–"."""
+    rs = runs()
+    rs["single-query"].extra["query_cost"] = {"searches_per_query": 1.0, "llm_calls_per_query": 0.0}
+    rs["amer"].extra["vectors_per_query"] = {"mean_searched": 3.48}
+    rs["copy"].extra["query_cost"] = {"searches_per_query": 1.0, "llm_calls_per_query": 0.4567}
+    comp = build_comparison(rs, ks=[10])
+    assert comp.costs["amer"] == {"searches_per_query": 3.48, "llm_calls_per_query": None}
+    md = render(comp, "markdown")
+    assert "**toy: query-side cost (mean per test query)**" in md
+    assert "| system | searches / query | LLM calls / query |" in md
+    assert "| single-query (baseline) | 1.00 | 0.00 |" in md
+    assert "| amer | 3.48 | – |" in md and "| copy | 1.00 | 0.46 |" in md
+    rows = list(csv.DictReader(io.StringIO(render(comp, "csv"))))
+    assert {r["llm_calls_per_query"] for r in rows if r["system"] == "copy"} == {"0.4567"}
+    assert json.loads(render(comp, "json"))["costs"]["amer"]["searches_per_query"] == 3.48
+    # no run records a cost: no cost table
+    assert "query-side cost" not in render(build_comparison(runs(), ks=[10]), "markdown")

@@ -252,6 +252,11 @@ class Expander(Stage, abc.ABC):
     def expand(self, texts: list[str], split: Split, ctx: RunContext) -> list[list[str]]:
         """`texts[i]` is the text of query i of `split`; return one non-empty list of texts per query."""
 
+    def llm_calls(self, split: Split) -> int:
+        """LLM calls that expanding `split` took, sent or answered from the reply cache (what a query costs on a
+        cold cache): `by_split[split].llm_calls` of the stage's record, 0 for an expander that calls no LLM."""
+        return int(self.info().get("by_split", {}).get(split.name, {}).get("llm_calls", 0))
+
 
 class Fuser(Stage, abc.ABC):
     """Fuses the m ranked lists of every query into one list of `depth` candidates, with fused scores."""

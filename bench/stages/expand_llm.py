@@ -95,6 +95,7 @@ class LLMExpander(Expander):
     def __init__(self, params: Any, name: str) -> None:
         super().__init__(params, name)
         self._record: dict[str, Any] = {}
+        self._asked = 0
 
     def prompt_fields(self) -> dict[str, Any]:
         return {}
@@ -108,6 +109,7 @@ class LLMExpander(Expander):
                                       **self.prompt_fields())
         # requests and cache hits add up over the splits expanded in one run (a tuned re-ranker adds validation)
         rec = self._record
+        self._asked = len(set(questions))  # calls this expansion needs on a cold cache (record_split stores them)
         rec.update(endpoint.describe(), prompt_hash=self.prompt.hash(**self.prompt_fields()),
                    requests=rec.get("requests", 0) + client.usage.requests,
                    cache_hits=rec.get("cache_hits", 0) + client.usage.cache_hits)
@@ -115,7 +117,8 @@ class LLMExpander(Expander):
 
     def record_split(self, split: Split, **stats: Any) -> None:
         """Per-split statistics of the parsed replies, under `by_split` in the stage's record."""
-        self._record.setdefault("by_split", {})[split.name] = {"queries": len(split), **stats}
+        self._record.setdefault("by_split", {})[split.name] = {"queries": len(split), "llm_calls": self._asked,
+                                                               **stats}
 
     def info(self) -> dict[str, Any]:
         return dict(self._record)

@@ -76,7 +76,29 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
-class TrainConfig(TrainParams, SamplingParams):
+class StopParams:
+    """How AMER's learned stop is trained (objective `matched-stop`, bench/train/objectives/stop.py).
+
+    The two kinds of error cost differently: stopping one vector early loses an answer, going on one vector too far
+    costs one more search (round-robin still surfaces the answers the other vectors found). `stop_miss_weight`
+    weighs the label "another answer remains" in the stop head's cross-entropy accordingly.
+    """
+
+    # λ, measured on the planted test (tests/test_learned_stop.py, d = 8, tiny backbone): with λ = 1 the head reached
+    # 94% count accuracy only after 1,500 steps, with λ = 4 after 600; the retrieval loss it shares the gradient
+    # with (clipped jointly at 1.0) is several nats larger than the BCE, which λ = 1 leaves too weak a signal
+    stop_weight: float = 4.0
+    stop_miss_weight: float = 5.0  # weight of "another answer remains" in the BCE (1 = unweighted)
+
+    def __post_init__(self) -> None:
+        if self.stop_weight < 0:
+            raise ValueError(f"stop_weight must be ≥ 0, got {self.stop_weight}")
+        if self.stop_miss_weight <= 0:
+            raise ValueError(f"stop_miss_weight must be > 0, got {self.stop_miss_weight}")
+
+
+@dataclass(frozen=True)
+class TrainConfig(TrainParams, SamplingParams, StopParams):
     """One training run: the user's settings plus the objective (a name in bench.train.objectives), seed, device."""
 
     objective: str = "matched"
@@ -87,6 +109,7 @@ class TrainConfig(TrainParams, SamplingParams):
     def __post_init__(self) -> None:
         TrainParams.__post_init__(self)
         SamplingParams.__post_init__(self)
+        StopParams.__post_init__(self)
         from bench.train.objectives import get_objective
 
         get_objective(self.objective)  # unknown names fail here, with the known ones listed

@@ -71,7 +71,7 @@ class Trainer:
         self.model = model
         self.cfg = cfg
         self.console = console
-        self.objective = get_objective(cfg.objective)
+        self.objective = get_objective(cfg.objective, cfg)
         self.strategy = strategy or SingleProcess()
         self.device = resolve_device(cfg.device, cfg.precision)
         self.corpus = corpus

@@ -10,12 +10,15 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 
 from bench.train.loss import Collective
+
+if TYPE_CHECKING:
+    from bench.train.config import TrainConfig
 
 _OBJECTIVES: dict[str, type[Objective]] = {}
 _loaded = False
@@ -40,6 +43,9 @@ class Objective:
 
     name: ClassVar[str] = ""
     autoregressive: ClassVar[bool] = True  # True: one prediction per target (AMER); False: one vector per query
+
+    def __init__(self, cfg: TrainConfig | None = None) -> None:
+        self.cfg = cfg  # the run's settings, for objectives that have their own (None: the defaults)
 
     def n_predictions(self, n_targets: int) -> int:
         """How many vectors the model emits per example while training, given the most targets of an example."""
@@ -77,9 +83,10 @@ def objective_names() -> list[str]:
     return sorted(_OBJECTIVES)
 
 
-def get_objective(name: str) -> Objective:
-    """A fresh instance of the objective registered as `name`; ValueError naming the known ones otherwise."""
+def get_objective(name: str, cfg: TrainConfig | None = None) -> Objective:
+    """A fresh instance of the objective registered as `name`, reading its settings from `cfg` (None: defaults);
+    ValueError naming the known ones otherwise."""
     _load()
     if name not in _OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(sorted(_OBJECTIVES))}, got {name!r}")
-    return _OBJECTIVES[name]()
+    return _OBJECTIVES[name](cfg)
