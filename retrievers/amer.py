@@ -27,6 +27,7 @@ from bench.errors import BenchError, DamagedEntry
 from bench.models.backbone import BackboneConfig, count_parameters
 from bench.models.lora import FINETUNE_MODES, LoraSettings
 from bench.models.query_encoder import QueryEncoder
+from bench.models.stop_head import STOP_THRESHOLD
 from bench.models.text import DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH
 from bench.params import params_dict
 from bench.registry import register_retriever
@@ -92,7 +93,7 @@ class AmerParams(QueryEncoderParams, SamplingParams):
 
     m_pred: int = 0  # vectors per query at inference; 0 = the task's m_pred, else the most answers of a train query
     stop: str = "fixed"  # fixed: m_pred vectors | learned: a stop head ends each query's vectors (≤ m_pred; H14)
-    stop_threshold: float = 0.5  # learned stop: go on while P(another answer) ≥ this (lower = fewer missed answers)
+    stop_threshold: float = STOP_THRESHOLD  # learned stop: go on while P(another answer) ≥ this (lower: fewer misses)
     stop_weight: float = StopParams.stop_weight  # learned stop, training: λ on the stop loss (StopParams)
     stop_miss_weight: float = StopParams.stop_miss_weight  # learned stop, training: cost of a missed answer
 

@@ -80,9 +80,12 @@ def test_default_m_keeps_the_cache_key_and_arrays() -> None:
 def test_stop_counts_and_targets() -> None:
     p = torch.tensor([[0.9, 0.9, 0.1, 0.9], [0.1, 0.9, 0.9, 0.9], [0.9, 0.9, 0.9, 0.9], [0.6, 0.4, 0.9, 0.2]])
     logits = torch.logit(p)
-    assert stop_counts(logits).tolist() == [3, 1, 4, 2]  # capped at m = 4, first stop wins
+    assert stop_counts(logits, threshold=0.5).tolist() == [3, 1, 4, 2]  # capped at m = 4, first stop wins
     assert stop_counts(logits, threshold=0.35).tolist() == [3, 1, 4, 4]  # a lower threshold goes on longer
     assert stop_counts(logits, threshold=0.95).tolist() == [1, 1, 1, 1]
+    # the default (0.1) goes on unless the head is 90% sure that no answer remains
+    unsure = torch.logit(torch.tensor([[0.15, 0.15, 0.05, 0.9], [0.05, 0.9, 0.9, 0.9], [0.3, 0.2, 0.12, 0.01]]))
+    assert stop_counts(unsure).tolist() == [3, 1, 4]
     mask = torch.tensor([[True, True, False, False], [True, False, False, False], [True] * 4])
     assert stop_targets(mask, 4).tolist() == [[1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 0]]
 
@@ -204,8 +207,10 @@ def test_stop_parameter_names_the_system_and_keeps_fixed_checkpoint_keys() -> No
 def test_stop_head_learns_a_planted_count(tmp_path: Path) -> None:
     """A tiny varying-m task (count = 2 + 2·[x_1 > 0] + [x_0 > 0]): after training, the number of vectors each test
     query emits equals its number of answers for ≥ 90% of queries, and fewer vectors are searched than m_max."""
-    params = ["stop=learned", "arch=tiny", "width=32", "layers=1", "heads=2", "batch_size=64", "steps=600",
-              "eval_every=50", "lr=5e-3"]
+    # the head's own count is read at its decision point 0.5 (the default 0.1 goes on where unsure, trading exact
+    # counts for fewer missed answers)
+    params = ["stop=learned", "stop_threshold=0.5", "arch=tiny", "width=32", "layers=1", "heads=2", "batch_size=64",
+              "steps=600", "eval_every=50", "lr=5e-3"]
     result, path = run(TASK, "amer", (10,), TP, params, seed=0, results_dir=tmp_path, session=Session(device="cpu"))
     rec = json.loads(path.read_text())["extra"]["vectors_per_query"]
     counts = np.array(rec["per_query"])

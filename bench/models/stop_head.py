@@ -29,7 +29,10 @@ from torch import nn
 from bench.models.backbone import hidden_size
 from bench.models.query_encoder import QueryEncoder
 
-STOP_THRESHOLD = 0.5
+# Go on unless the head is 90% sure no answer remains: stopping early loses an answer, going on costs one search.
+# On the synthetic varying-m development runs (issue 14) 0.1 instead of 0.5 removed every undercount in two of three
+# settings, for 0.02–0.04 more vectors searched per query.
+STOP_THRESHOLD = 0.1
 
 
 class StopHead(nn.Module):
