@@ -368,9 +368,13 @@ class BaseOutput:
 
     candidates: Candidates
     queries: QueryVectors | None
-    m: int  # the most lists a query had
     searches: np.ndarray  # (n,) lists searched per query: vectors emitted, or texts after expansion
     llm_calls: int = 0  # LLM calls the expansion took (sent or from the reply cache)
+
+    @property
+    def m(self) -> int:
+        """The most lists a query had."""
+        return int(self.searches.max(initial=0))
 
 
 def run_base(system: System, split: Split, depth: int, ctx: RunContext, timings: dict[str, float],
@@ -430,12 +434,13 @@ def run_base(system: System, split: Split, depth: int, ctx: RunContext, timings:
     timings[prefix + "fuse"] = time.perf_counter() - t
     searches = lists.mask.sum(axis=1)
     calls = system.expander.llm_calls(split) if system.expander is not None else 0
-    return BaseOutput(cands, queries, int(searches.max(initial=0)), searches, calls)
+    return BaseOutput(cands, queries, searches, calls)
 
 
-def query_cost(base: BaseOutput, n: int) -> dict[str, float | None]:
+def query_cost(base: BaseOutput) -> dict[str, float | None]:
     """What answering one query costs on the query side, as `bench compare` reports it: the mean number of
     searches (query vectors or expanded texts searched; AMER's emitted vectors) and of LLM calls per query."""
+    n = len(base.searches)
     return {"searches_per_query": round(float(base.searches.mean()), 4) if n else None,
             "llm_calls_per_query": round(base.llm_calls / n, 4) if n else None}
 
@@ -642,7 +647,7 @@ def run(
         ctx.extra["rerank"] = rerank_records
     if system.expander is not None:
         ctx.extra.setdefault("expander", {"name": system.expander.name, **system.expander.info()})
-    ctx.extra["query_cost"] = query_cost(base, len(test))
+    ctx.extra["query_cost"] = query_cost(base)
     timings["total"] = time.perf_counter() - t0
 
     task_meta, _ = TASKS.get(task_name)

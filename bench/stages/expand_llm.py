@@ -95,7 +95,6 @@ class LLMExpander(Expander):
     def __init__(self, params: Any, name: str) -> None:
         super().__init__(params, name)
         self._record: dict[str, Any] = {}
-        self._asked = 0
 
     def prompt_fields(self) -> dict[str, Any]:
         return {}
@@ -109,16 +108,16 @@ class LLMExpander(Expander):
                                       **self.prompt_fields())
         # requests and cache hits add up over the splits expanded in one run (a tuned re-ranker adds validation)
         rec = self._record
-        self._asked = len(set(questions))  # calls this expansion needs on a cold cache (record_split stores them)
         rec.update(endpoint.describe(), prompt_hash=self.prompt.hash(**self.prompt_fields()),
                    requests=rec.get("requests", 0) + client.usage.requests,
                    cache_hits=rec.get("cache_hits", 0) + client.usage.cache_hits)
         return replies
 
-    def record_split(self, split: Split, **stats: Any) -> None:
-        """Per-split statistics of the parsed replies, under `by_split` in the stage's record."""
-        self._record.setdefault("by_split", {})[split.name] = {"queries": len(split), "llm_calls": self._asked,
-                                                               **stats}
+    def record_split(self, split: Split, questions: list[str], **stats: Any) -> None:
+        """Per-split statistics of the parsed replies, under `by_split` in the stage's record; `llm_calls` = the
+        distinct questions asked, the calls this expansion needs on a cold cache (sent or answered from it)."""
+        self._record.setdefault("by_split", {})[split.name] = {"queries": len(split),
+                                                               "llm_calls": len(set(questions)), **stats}
 
     def info(self) -> dict[str, Any]:
         return dict(self._record)
@@ -146,6 +145,6 @@ class KeywordExpander(LLMExpander):
         replies = self.ask(texts, ctx)
         keywords = [parse_keywords(r, q, self.params.max_keywords) for q, r in zip(texts, replies, strict=True)]
         counts = [len(k) for k in keywords]
-        self.record_split(split, mean_keywords=round(sum(counts) / max(len(counts), 1), 3),
+        self.record_split(split, texts, mean_keywords=round(sum(counts) / max(len(counts), 1), 3),
                           queries_without_keywords=sum(c == 0 for c in counts))
         return [[expanded_query(q, k)] for q, k in zip(texts, keywords, strict=True)]

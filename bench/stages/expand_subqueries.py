@@ -95,6 +95,6 @@ class SubqueryExpander(LLMExpander):
             out.append(subs)
         counts = [len(s) for s in out]
         self._record["m"] = self.params.m
-        self.record_split(split, mean_texts=round(sum(counts) / max(len(counts), 1), 3),
+        self.record_split(split, texts, mean_texts=round(sum(counts) / max(len(counts), 1), 3),
                           queries_falling_back_to_question=fallback)
         return out
