@@ -1,4 +1,4 @@
-"""Benchmark: the vectorised paired bootstrap (bench.stats) against a straightforward Python loop over resamples.
+"""Benchmark: the vectorised paired bootstrap (bench.metrics.stats) against a straightforward Python loop over resamples.
 
 Workload of the acceptance criterion: 10,000 resamples × 1,000 queries × 8 systems against one baseline (binary
 per-query values, as MRECALL@k gives). The loop version is the method's reference style: for every system, for every
@@ -17,14 +17,14 @@ import time
 
 import numpy as np
 
-from bench.stats import paired_bootstrap_many
+from bench.metrics.stats import paired_bootstrap_many
 
 
 def loop_bootstrap(a: np.ndarray, systems: np.ndarray, n_resamples: int, seed: int) -> list[float]:
     """Reference style: for each system, one Python iteration per resample (draw n indices with replacement,
     recompute both means, compare the sign); numpy only inside the iteration. Returns the p-values.
 
-    The generator is re-seeded per system, so every system sees the same resamples, as in bench.stats."""
+    The generator is re-seeded per system, so every system sees the same resamples, as in bench.metrics.stats."""
     n = len(a)
     p_values = []
     for b in systems:

@@ -6,7 +6,7 @@
 For each corpus, every phase runs in its own process (so peak RSS is that phase's own), with one fresh cache folder
 per corpus:
   fingerprint  `scan()` of the corpus file (validate, id table, sha256)      vs  plain hashlib sha256 of the file
-  bm25         bench.bm25 tokenise + index + save                          vs  plain bm25s.tokenize + BM25.index
+  bm25         bench.index.bm25 tokenise + index + save                          vs  plain bm25s.tokenize + BM25.index
   mapping      the AmbigQA procedure on the AmbigNQ files (BM25 candidates, depth 500; the dense list is left out:
                encoding 1M passages with MiniLM on CPU is H12's benchmark), corpus scan and BM25 from the caches
   rerun        the same task load again: everything served from the caches
@@ -65,8 +65,8 @@ def generate_tsv(path: Path, n: int, seed: int = 0) -> None:
 
 def phase(name: str, corpus: str) -> dict[str, float]:
     """One phase in this process; returns wall seconds and peak RSS."""
-    from bench.cache import file_sha256
-    from tasks.corpus import open_corpus
+    from bench.data.corpus import open_corpus
+    from bench.storage.cache import file_sha256
 
     t = time.perf_counter()
     out: dict[str, float] = {}
@@ -75,8 +75,8 @@ def phase(name: str, corpus: str) -> dict[str, float]:
     elif name == "plain-sha256":
         file_sha256(corpus)
     elif name == "bm25":
-        from bench.bm25 import load_or_build_bm25
-        from bench.task import Corpus
+        from bench.data.task import Corpus
+        from bench.index.bm25 import load_or_build_bm25
 
         reader = open_corpus(corpus)
         scan = reader.scan()
@@ -87,14 +87,14 @@ def phase(name: str, corpus: str) -> dict[str, float]:
         import bm25s
         import Stemmer
 
-        from bench.encode import document_text
+        from bench.data.corpus import document_text
 
         texts = [document_text(ti, tx) for _, ti, tx in open_corpus(corpus).iter_documents()]
         t = time.perf_counter()
         tokens = bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), show_progress=False)
         bm25s.BM25(k1=0.9, b=0.4).index(tokens, show_progress=False)
     elif name in ("mapping", "rerun"):
-        from bench.pipeline import build_task
+        from bench.data.task import build_task
 
         data = build_task("ambigqa", [f"data_dir={AMBIGNQ}", f"corpus={corpus}", "dense=none"]).load()
         out["questions_kept"] = float(sum(len(s) for s in data.splits.values()))

@@ -1,4 +1,4 @@
-"""Benchmark: each fusion method (bench/fusion/) against ranx's `fuse` on the same input, measured in one run.
+"""Benchmark: each fusion method (bench/systems/fusion/) against ranx's `fuse` on the same input, measured in one run.
 
 Workload of the acceptance criterion: 1,000 queries × 5 ranked lists × depth 100 (doc ids drawn from a 100,000-row
 corpus, unique within a list; scores descending). For ranx the same lists are `ranx.Run`s; building them is timed
@@ -18,8 +18,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bench.fusion import combmax, combsum, round_robin, rrf
-from bench.stages.base import Candidates, PerVectorLists
+from bench.systems.fusion.combmax import combmax
+from bench.systems.fusion.combsum import combsum
+from bench.systems.fusion.round_robin import round_robin
+from bench.systems.fusion.rrf import rrf
+from bench.systems.records import Candidates, PerVectorLists
 
 
 def make_lists(n: int, m: int, depth: int, corpus: int, seed: int) -> PerVectorLists:

@@ -29,7 +29,7 @@ import torch
 
 from bench.models.query_encoder import QueryEncoder
 from bench.models.stop_head import StopQueryEncoder
-from bench.pipeline import build_task
+from bench.data.task import build_task
 from bench.train.checkpoint import load_checkpoint
 from tasks.synthetic import target_range
 

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.cache import load_or_build, write_entry
-from bench.diversity import mean_pairwise_cosine, target_diversity
+from bench.data.task import Split, TaskData
 from bench.errors import BenchError, DamagedEntry
+from bench.metrics.diversity import mean_pairwise_cosine, target_diversity
 from bench.models.backbone import BackboneConfig, count_parameters
 from bench.models.lora import FINETUNE_MODES, LoraSettings
 from bench.models.query_encoder import QueryEncoder
@@ -31,8 +31,9 @@ from bench.models.stop_head import STOP_THRESHOLD
 from bench.models.text import DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH
 from bench.params import params_dict
 from bench.registry import register_retriever
-from bench.retriever import Retriever, RunContext
-from bench.task import Split, TaskData
+from bench.storage.cache import load_or_build, write_entry
+from bench.systems.context import RunContext
+from bench.systems.retriever import VectorRetriever, build_retriever
 from bench.train.checkpoint import checkpoint_key, checkpoint_path, load_checkpoint, save_checkpoint
 from bench.train.config import SamplingParams, StopParams, TrainConfig, TrainParams
 from bench.train.data import TrainingExamples, VectorQueries
@@ -109,7 +110,7 @@ class AmerParams(QueryEncoderParams, SamplingParams):
             raise ValueError(f"stop_threshold must be in (0, 1), got {self.stop_threshold}")
 
 
-class TrainedQueryEncoder(Retriever):
+class TrainedQueryEncoder(VectorRetriever):
     """A query encoder trained on the task's train split against the frozen corpus embeddings."""
 
     objective = "matched"
@@ -151,8 +152,6 @@ class TrainedQueryEncoder(Retriever):
     def document_encoder(self, task: TaskData) -> Any:
         if task.modality != "text":
             return None
-        from bench.pipeline import build_retriever
-
         return build_retriever(self.params.doc_encoder).document_encoder(task)
 
     # -- training / loading -------------------------------------------------------------------------------------
@@ -185,7 +184,7 @@ class TrainedQueryEncoder(Retriever):
             strategy.close()
             return
 
-        def load(p: Path) -> None:  # a verified cache entry (bench/cache.py): a damaged file is moved aside, retrained
+        def load(p: Path) -> None:  # a verified cache entry (bench/storage/cache.py): a damaged file is moved aside, retrained
             if not self.trained_now:
                 try:
                     self.load_checkpoint(p)
@@ -194,7 +193,7 @@ class TrainedQueryEncoder(Retriever):
 
         # Under the entry's file lock: a second process on the same checkpoint waits, then loads what this one trained.
         load_or_build(path, lambda tmp: self.train(ctx, dest=tmp), load, rebuild=ctx.retrain,
-                      packages=("torch", "safetensors", "transformers", "peft"))
+                      packages=("torch", "safetensors", "transformers", "peft"), recipe=ctx.recipe)
         if not self.trained_now:
             ctx.console.print(f"[dim]{self.name}: using checkpoint {path}[/]", highlight=False)
 
@@ -216,7 +215,7 @@ class TrainedQueryEncoder(Retriever):
 
     def train(self, ctx: RunContext, dest: Path | None = None, strategy: Any = None) -> Path:
         """Train on ctx.task's train split, keep the weights with the lowest validation loss, save a checkpoint
-        (to `dest` when given: the temp file of bench.cache.load_or_build, renamed to the checkpoint path after).
+        (to `dest` when given: the temp file of bench.storage.cache.load_or_build, renamed to the checkpoint path after).
 
         A training state is saved every `checkpoint_every` steps beside the checkpoint; an interrupted run resumes
         from it and ends with the weights an uninterrupted one would have."""
@@ -246,7 +245,7 @@ class TrainedQueryEncoder(Retriever):
                 save_checkpoint(dest, result.state_dict, meta)
             else:
                 write_entry(path, lambda tmp: save_checkpoint(tmp, result.state_dict, meta),
-                            packages=("torch", "safetensors", "transformers", "peft"))
+                            packages=("torch", "safetensors", "transformers", "peft"), recipe=ctx.recipe)
         trainer.strategy.barrier()
         self._use(model, meta, path)
         self.trained_now = True

@@ -1,8 +1,8 @@
-"""`bm25`: lexical retrieval with BM25 on bm25s (bench/bm25.py), a retriever that returns its own scored ranking.
+"""`bm25`: lexical retrieval with BM25 on bm25s (bench/index/bm25.py), a retriever that returns its own scored ranking.
 
 No query vectors and no corpus embeddings: the pipeline builds no FAISS index for it, fuses its lists as it would
 any (sub-queries of `--expand subqueries` are each searched and fused), and refuses stages that need document
-vectors (MMR). The index is cached by corpus fingerprint + parameters (bench/bm25.py), so a rerun tokenises nothing.
+vectors (MMR). The index is cached by corpus fingerprint + parameters (bench/index/bm25.py), so a rerun tokenises nothing.
 
 Parameters (`-r key=value`, or `-r bm25.key=value`): k1 (0.9), b (0.4), method (lucene), stopwords (en | none),
 stemmer (english | none), lower, splitter — Pyserini's BM25 defaults; every value is recorded in the result.
@@ -12,15 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from bench.bm25 import BM25Index, BM25Params, load_or_build_bm25
 from bench.errors import BenchError
+from bench.index.bm25 import BM25Index, BM25Params, load_or_build_bm25
 from bench.progress import STDERR, make_progress
 from bench.registry import register_retriever
-from bench.retriever import Retriever, RunContext
-from bench.stages.base import Candidates
-from bench.task import Split, TaskData
+from bench.systems.context import RunContext
+from bench.systems.records import Candidates
+from bench.systems.retriever import RankingRetriever
 
 
 @register_retriever(
@@ -30,17 +28,12 @@ from bench.task import Split, TaskData
     kind="lexical",
     params=BM25Params,
 )
-class BM25Retriever(Retriever):
-    produces = "ranking"
-
+class BM25Retriever(RankingRetriever):
     def __init__(self, params: BM25Params | None, name: str, spec: str | None = None) -> None:
         params = params or BM25Params()
         params.validate()
         super().__init__(params, name, spec)
         self.index: BM25Index | None = None
-
-    def document_encoder(self, task: TaskData) -> None:
-        return None
 
     def prepare(self, ctx: RunContext) -> None:
         """Load the cached index of the task's corpus, or tokenise the corpus and cache it."""
@@ -50,10 +43,8 @@ class BM25Retriever(Retriever):
         corpus = ctx.task.corpus
         with make_progress(ctx.console or STDERR) as progress:
             bar = progress.add_task("bm25 index", total=len(corpus), status=corpus.fingerprint[:12])
-            self.index = load_or_build_bm25(corpus, self.params, progress=lambda n: progress.advance(bar, n))
-
-    def encode_queries(self, split: Split, ctx: RunContext) -> np.ndarray:
-        raise BenchError(f"retriever {self.name!r} has no query vectors: it ranks by its own BM25 scores")
+            self.index = load_or_build_bm25(corpus, self.params, progress=lambda n: progress.advance(bar, n),
+                                            recipe=ctx.recipe)
 
     def rank_texts(self, texts: list[str], depth: int, ctx: RunContext) -> Candidates:
         if self.index is None:

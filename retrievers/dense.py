@@ -6,7 +6,7 @@ its own sentence-transformers configuration (modules.json, config_sentence_trans
 wins: its modules give the pooling and normalisation, and its named prompts replace the preset's. An explicit
 `-r query_prompt=` / `-r document_prompt=` wins over both.
 
-The harness ranks by cosine similarity (bench/index.py normalises every vector); a model published with
+The harness ranks by cosine similarity (bench/index/ normalises every vector); a model published with
 dot-product scoring (Contriever) is therefore ranked by cosine here, and the result records both.
 
 Parameters (`-r key=value`): model_path (local weights for any preset), revision, trust_remote_code (required for
@@ -26,15 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from bench.cache import stable_hash
 from bench.device import Placement, combine, normalise_precision
-from bench.encode import DEFAULT_SHARD_SIZE, CorpusEncoder, ModelSource, resolve_model
 from bench.errors import BenchError
+from bench.index.encode import DEFAULT_SHARD_SIZE, ModelSource, resolve_model
 from bench.params import positive
-from bench.progress import STDERR, make_progress
 from bench.registry import register_retriever
-from bench.retriever import Retriever, RunContext
-from bench.task import Split, TaskData
+from bench.storage.cache import stable_hash
+from bench.systems.retriever import TextEncoderRetriever
 
 ENCODER_VERSION = 1
 
@@ -347,16 +345,8 @@ class DenseModel:
                 handle.remove()
         return np.asarray(emb, dtype=np.float32)
 
-    def document_encoder(self) -> CorpusEncoder:
-        return CorpusEncoder(
-            self.space(), lambda texts, advance: self.encode(texts, self.document_prompt, advance, pool=True),
-            shard_size=self.params.shard_size,
-            describe={"model_id": self.source.model_id, "model": self.source.identity,
-                      "document_prompt": self.document_prompt, "dtype": self.dtype},
-        )
 
-
-class DenseRetriever(Retriever):
+class DenseRetriever(TextEncoderRetriever):
     """One embedding model for documents and queries; one query vector per query."""
 
     def __init__(self, params: DenseParams | None, name: str, spec: str | None = None) -> None:
@@ -370,30 +360,23 @@ class DenseRetriever(Retriever):
         else:
             preset = PRESETS[name]
         self.dense = DenseModel(preset, params, name)
+        self.model_label = self.dense.source.model_id
 
     def place(self, placement: Placement | None) -> None:
         """The run's placement (`bench run --device`); `-r device=` wins over it."""
         self.dense.place(placement)
 
-    def document_encoder(self, task: TaskData) -> CorpusEncoder:
-        if task.modality != "text":
-            raise BenchError(f"retriever {self.name!r} embeds text; task {task.name!r} is a {task.modality} task")
-        return self.dense.document_encoder()
+    def encode(self, texts: list[str], role: str, advance: Any = None) -> np.ndarray:
+        if role == "document":  # corpus shards: the multi-process pool when `processes` asks for one
+            return self.dense.encode(texts, self.dense.document_prompt, advance, pool=True)
+        return self.dense.encode(texts, self.dense.query_prompt, advance)
 
-    def encode_queries(self, split: Split, ctx: RunContext) -> np.ndarray:
-        if split.texts is None:
-            raise BenchError(f"retriever {self.name!r} needs query texts; task {ctx.task.name!r} has none")
-        with make_progress(ctx.console or STDERR) as progress:
-            bar = progress.add_task("encode queries", total=len(split.texts), status=self.dense.source.model_id)
-            q = self.dense.encode(list(split.texts), self.dense.query_prompt, lambda n: progress.advance(bar, n))
-        if ctx.index is not None and q.shape[1] != ctx.index.dim:
-            where = ctx.index.path or "the corpus index"
-            raise BenchError(
-                f"{where}: field 'dim': the index holds {ctx.index.dim}-dim vectors, but {self.dense.source.model_id} "
-                f"embeds queries in {q.shape[1]} dimensions; remove the stale entry with "
-                f"`bench cache clear embeddings indexes`"
-            )
-        return q[:, None, :]
+    def space(self) -> str:
+        return self.dense.space()
+
+    def encoder_record(self) -> dict[str, Any]:
+        return {"model_id": self.dense.source.model_id, "model": self.dense.source.identity,
+                "document_prompt": self.dense.document_prompt, "dtype": self.dense.dtype}
 
     def info(self) -> dict[str, Any]:
         return {"preset": None if self.spec else self.name, **self.dense.info()}

@@ -18,15 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from bench.cache import stable_hash
 from bench.device import Placement, combine
-from bench.encode import DEFAULT_SHARD_SIZE, CorpusEncoder, resolve_model
 from bench.errors import BenchError
+from bench.index.encode import DEFAULT_SHARD_SIZE, resolve_model
 from bench.params import positive
-from bench.progress import STDERR, make_progress
 from bench.registry import register_retriever
-from bench.retriever import Retriever, RunContext
-from bench.task import Split, TaskData
+from bench.storage.cache import stable_hash
+from bench.systems.retriever import TextEncoderRetriever
 
 WRAPPER_VERSION = 1
 
@@ -62,7 +60,7 @@ def import_mteb() -> Any:
     kind="dense",
     params=MtebParams,
 )
-class MtebRetriever(Retriever):
+class MtebRetriever(TextEncoderRetriever):
     """One mteb-registered model for documents and queries; one query vector per query."""
 
     def __init__(self, params: MtebParams | None, name: str, spec: str | None = None) -> None:
@@ -88,6 +86,7 @@ class MtebRetriever(Retriever):
         self.source = resolve_model(params.model_path, model_id=self.meta.name) if params.model_path else None
         self._placement: Placement | None = None
         self._model: Any = None
+        self.model_label = self.meta.name
 
     # ---------------------------------------------------------------- placement
 
@@ -146,7 +145,7 @@ class MtebRetriever(Retriever):
                 raise BenchError(f"mteb could not load {self.meta.name}: {exc}") from None
         return self._model
 
-    def encode(self, texts: list[str], prompt_type: str, advance: Any = None) -> np.ndarray:
+    def encode(self, texts: list[str], role: str, advance: Any = None) -> np.ndarray:
         from mteb.types import PromptType
         from torch.utils.data import DataLoader
 
@@ -163,7 +162,7 @@ class MtebRetriever(Retriever):
             handle = inner.register_forward_hook(hook)
         try:
             emb = model.encode(loader, task_metadata=self.task_meta, hf_split="test", hf_subset="default",
-                               prompt_type=PromptType(prompt_type), batch_size=self.params.batch_size,
+                               prompt_type=PromptType(role), batch_size=self.params.batch_size,
                                show_progress_bar=False)
         finally:
             if handle is not None:
@@ -172,24 +171,8 @@ class MtebRetriever(Retriever):
             emb = emb.detach().cpu().float().numpy()
         return np.asarray(emb, dtype=np.float32)
 
-    def document_encoder(self, task: TaskData) -> CorpusEncoder:
-        if task.modality != "text":
-            raise BenchError(f"retriever {self.name!r} embeds text; task {task.name!r} is a {task.modality} task")
-        return CorpusEncoder(self.space(), lambda texts, advance: self.encode(texts, "document", advance),
-                             shard_size=self.params.shard_size,
-                             describe={"model_id": self.meta.name, "mteb_task": self.params.mteb_task})
-
-    def encode_queries(self, split: Split, ctx: RunContext) -> np.ndarray:
-        if split.texts is None:
-            raise BenchError(f"retriever {self.name!r} needs query texts; task {ctx.task.name!r} has none")
-        with make_progress(ctx.console or STDERR) as progress:
-            bar = progress.add_task("encode queries", total=len(split.texts), status=self.meta.name)
-            q = self.encode(list(split.texts), "query", lambda n: progress.advance(bar, n))
-        if ctx.index is not None and q.shape[1] != ctx.index.dim:
-            raise BenchError(f"{ctx.index.path or 'the corpus index'}: field 'dim': the index holds "
-                             f"{ctx.index.dim}-dim vectors, but {self.meta.name} embeds queries in {q.shape[1]} "
-                             f"dimensions; remove the stale entry with `bench cache clear embeddings indexes`")
-        return q[:, None, :]
+    def encoder_record(self) -> dict[str, Any]:
+        return {"model_id": self.meta.name, "mteb_task": self.params.mteb_task}
 
 
 class _Texts:

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.data.task import Split, TaskData
 from bench.errors import BenchError
 from bench.registry import register_retriever
-from bench.retriever import DocumentEncoder, Retriever, RunContext
-from bench.stages.base import QueryVectors
-from bench.task import Split, TaskData
+from bench.systems.context import RunContext
+from bench.systems.records import QueryVectors
+from bench.systems.retriever import DocumentEncoder, Retriever, VectorRetriever, build_retriever
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class OracleParams:
     kind="reference",
     params=OracleParams,
 )
-class OracleRetriever(Retriever):
+class OracleRetriever(VectorRetriever):
     """Cheats by reading the targets: every cluster's representative is retrieved at rank ≤ m, so MRECALL@k = 1
     for every k ≥ m (with round-robin fusion). A query with fewer answers than the most in the split has fewer
     vectors (QueryVectors' mask), so score-based fusion (rrf, combsum) counts each answer once.
@@ -41,10 +42,8 @@ class OracleRetriever(Retriever):
         if self.params.encoder is None:
             return None
         if self._encoder is None:
-            from bench.pipeline import build_retriever
-
             self._encoder = build_retriever(self.params.encoder)
-            if self._encoder.produces != "vectors":
+            if not isinstance(self._encoder, VectorRetriever):
                 raise BenchError(f"oracle: encoder {self.params.encoder!r} has no document embeddings")
         return self._encoder.document_encoder(task)
 
@@ -64,7 +63,7 @@ class OracleRetriever(Retriever):
     description="the query's input vector as its single query vector (vector tasks only)",
     kind="reference",
 )
-class InputRetriever(Retriever):
+class InputRetriever(VectorRetriever):
     """For synthetic tasks the input x itself: close to the identity target only, so it reaches at most one."""
 
     def encode_queries(self, split: Split, ctx: RunContext) -> np.ndarray:

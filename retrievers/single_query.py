@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.registry import register_retriever
-from bench.retriever import RunContext
+from bench.systems.context import RunContext
 from retrievers.amer import QueryEncoderParams, TrainedQueryEncoder
 
 

@@ -18,7 +18,7 @@ Procedure (DESIGN §3), counted step by step in the task info (`bench data info 
    file's questions, drawn before any filtering, so it does not depend on the corpus), val = 10% of train (seeded).
    `nq_open=true` adds NQ-open's questions with ≥ 2 distinct answers (one cluster per answer, forms of one answer
    merged) to train, through the same gold mapping and keep rule.
-The leak audit (bench/audit.py) runs on every load; `drop_leaked=true` removes the leaked test questions.
+The leak audit (bench/data/audit.py) runs on every load; `drop_leaked=true` removes the leaked test questions.
 """
 
 from __future__ import annotations
@@ -29,19 +29,18 @@ from typing import Any
 
 import numpy as np
 
-from bench.cache import file_sha256
+from bench.data.answers import contains_alias, normalise
+from bench.data.paths import resolve_data_dir, shared_data_candidates
+from bench.data.task import Task, TaskData
 from bench.errors import BenchError
 from bench.registry import register_task
-from bench.task import Task, TaskData
-from tasks.beir import resolve_data_dir, shared_data_candidates
+from bench.storage.cache import file_sha256
 from tasks.multianswer import (
     Answer,
     MappingParams,
     Question,
     StepCounts,
-    contains_alias,
     jsonl_records,
-    normalise,
     prepare_task,
     read_json_array,
     seeded_split,

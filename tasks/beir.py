@@ -34,12 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data.corpus import CorpusIds, JsonlCorpus, Qrel, Queries, TsvCorpus, read_qrels, read_queries
+from bench.data.paths import resolve_data_dir
+from bench.data.task import Corpus, Split, Targets, Task, TaskData
 from bench.errors import BenchError
 from bench.registry import register_task
-from bench.task import Corpus, Split, Targets, Task, TaskData
-from tasks.corpus import CorpusIds, JsonlCorpus, Qrel, Queries, TsvCorpus, read_qrels, read_queries
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -70,30 +69,6 @@ def split_by_fraction(split: Split, train_fraction: float, val_fraction: float, 
     record = {"method": "seeded permutation (numpy default_rng)", "seed": seed, "train_fraction": train_fraction,
               "val_fraction": val_fraction, "sizes": {k: len(v) for k, v in out.items()}}
     return out, record
-
-
-def shared_data_candidates(name: str) -> list[Path]:
-    """Where a folder of the project's shared real data may be: beside the checkout, then beside the cwd."""
-    return [REPO_ROOT.parent / "shared" / "data" / name, Path.cwd().parent / "shared" / "data" / name]
-
-
-def resolve_data_dir(given: str | None, default_name: str | None, task: str) -> Path:
-    if given:
-        path = Path(given).expanduser()
-        if not path.is_dir():
-            raise BenchError(f"task {task}: data_dir {str(path)!r} is not a folder")
-        return path.resolve()
-    if default_name is None:
-        raise BenchError(f"task {task} needs a data folder: pass -t data_dir=PATH (corpus, queries, qrels in BEIR "
-                         f"form)")
-    candidates = shared_data_candidates(default_name)
-    for path in candidates:
-        if path.is_dir():
-            return path.resolve()
-    raise BenchError(
-        f"task {task}: no data folder given and none found at {', '.join(str(c) for c in candidates)}; "
-        f"pass -t data_dir=PATH"
-    )
 
 
 def _corpus_reader(folder: Path) -> JsonlCorpus | TsvCorpus:

@@ -1,15 +1,13 @@
-"""What the real multi-answer tasks (AmbigQA, QAMPARI) share: answer normalisation, gold-passage mapping over a corpus
-of any size, the keep rule, seeded splits, and the prepared-task folder (BEIR layout with a qrels cluster column).
+"""What the real multi-answer tasks (AmbigQA, QAMPARI) share: gold-passage mapping over a corpus of any size, the keep
+rule, seeded splits, and the prepared-task folder (BEIR layout with a qrels cluster column).
 
-Gold mapping (DESIGN §3): for each search text (AmbigQA: the question; QAMPARI: each answer's proof snippets) the
-top-`depth` candidates of BM25 (bench/bm25.py) and, when asked, of a dense retriever are collected; a candidate is a
+Gold mapping: for each search text (AmbigQA: the question; QAMPARI: each answer's proof snippets) the
+top-`depth` candidates of BM25 (bench/index/bm25.py) and, when asked, of a dense retriever are collected; a candidate is a
 gold passage of an answer when its normalised `title text` contains one of the answer's normalised aliases as a
 whole-token substring. The corpus is then streamed once to test only the candidate rows, so no passage text is
 held in memory.
 
-Normalisation (`normalise`): Unicode NFKD with combining marks removed (é → e), lower case, every character that is
-not a letter or digit → space, the articles a / an / the removed (unless nothing else is left), whitespace collapsed
-— the SQuAD answer normalisation plus accent folding. Matching is on token boundaries: " alias " in " passage ".
+Answer normalisation (`normalise`, `contains_alias`) lives in bench/data/answers.py: the leak audit uses it too.
 """
 
 from __future__ import annotations
@@ -17,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,32 +22,17 @@ from typing import Any
 
 import numpy as np
 
-from bench.cache import cache_root, file_sha256, stable_hash
-from bench.encode import document_text
+from bench.data.answers import NORMALISATION, normalise
+from bench.data.corpus import CorpusReader, _json_lines, document_text, open_corpus, read_qrels, read_queries
+from bench.data.task import Corpus, Split, TaskData
+from bench.device import resolve
 from bench.errors import BenchError
-from bench.task import Corpus, Split, TaskData
-from tasks.corpus import CorpusReader, _json_lines, open_corpus, read_qrels, read_queries
+from bench.index import IndexSpec, corpus_store, open_index
+from bench.storage.cache import cache_root, file_sha256, stable_hash
+from bench.systems.context import RunContext
+from bench.systems.retriever import VectorRetriever, build_retriever
 
-NORMALISATION = "nfkd-ascii-fold, lower, non-alphanumeric→space, drop articles a/an/the, collapse spaces; token-bounded"
 MAPPING_VERSION = 2
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_NON_WORD = re.compile(r"[^0-9a-z]+")
-
-
-def normalise(text: str) -> str:
-    """The normalised form used for alias matching (module docstring)."""
-    if not text.isascii():  # NFKD + dropping combining marks only where there is something to fold
-        text = unicodedata.normalize("NFKD", text)
-        text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = text.lower()
-    text = _NON_WORD.sub(" ", text)
-    stripped = " ".join(_ARTICLES.sub(" ", text).split())
-    return stripped or " ".join(text.split())  # an answer that is only an article ("A") keeps it
-
-
-def contains_alias(passage_norm: str, alias_norm: str) -> bool:
-    """Whole-token substring test on normalised strings."""
-    return bool(alias_norm) and f" {alias_norm} " in f" {passage_norm} "
 
 
 @dataclass
@@ -146,7 +127,7 @@ class MappingParams:
 def bm25_candidates(corpus: Corpus, texts: Sequence[str], depth: int, k1: float, b: float,
                     progress: Callable[[str, int, int], None] | None = None) -> np.ndarray:
     """(len(texts), depth) corpus rows of BM25's top-`depth` per text (-1 padded)."""
-    from bench.bm25 import BM25Params, load_or_build_bm25
+    from bench.index.bm25 import BM25Params, load_or_build_bm25
 
     n = len(corpus)
     done = [0]
@@ -167,21 +148,23 @@ def bm25_candidates(corpus: Corpus, texts: Sequence[str], depth: int, k1: float,
 
 def dense_candidates(corpus: Corpus, texts: Sequence[str], depth: int, retriever_name: str) -> tuple[np.ndarray,
                                                                                                        str]:
-    """(len(texts), depth) rows of a dense retriever's top-`depth` (its corpus index is the one `bench run` uses),
-    and the retriever's embedding space."""
-    from bench.pipeline import Session, build_retriever
-    from bench.retriever import RunContext
-
+    """(len(texts), depth) rows of a dense retriever's top-`depth` (over the same cached corpus embeddings that
+    `bench run` uses), and the retriever's embedding space."""
     retriever = build_retriever(retriever_name)
+    if not isinstance(retriever, VectorRetriever):
+        raise BenchError(f"gold mapping: dense={retriever_name!r} is not a dense retriever")
+    placement = resolve("auto", source="cli")
+    retriever.place(placement)
     data = TaskData("gold-mapping", corpus, {}, modality="text")
-    session = Session()
-    emb, index, space = session.corpus_index(data, retriever)
-    ctx = RunContext(task=data, corpus_embeddings=emb, index=index)
+    encoder = retriever.document_encoder(data)
+    store = corpus_store(corpus, encoder)
+    index = open_index(IndexSpec(), store, placement)
+    ctx = RunContext(task=data, corpus_embeddings=store, index=index)
     q = retriever.encode_texts(list(texts), ctx)
     _, rows = index.search(q, min(depth, len(corpus)))
     if rows.shape[1] < depth:
         rows = np.pad(rows, ((0, 0), (0, depth - rows.shape[1])), constant_values=-1)
-    return rows.astype(np.int32), space
+    return rows.astype(np.int32), encoder.cache_key if encoder is not None else "vectors"
 
 
 def match_gold(corpus: Corpus, candidates: list[np.ndarray], aliases: list[list[str]],
@@ -229,7 +212,7 @@ def prepared_folder(task: str, key: str) -> Path:
 def write_prepared(folder: Path, queries: list[tuple[str, str]], qrels: dict[str, list[tuple[str, str, str]]],
                    meta: dict[str, Any]) -> None:
     """queries.jsonl, qrels/<split>.tsv (query-id, corpus-id, score, cluster) and meta.json into `folder` (the temp
-    folder of a cache entry: bench/cache.py renames it into place with a manifest)."""
+    folder of a cache entry: bench/storage/cache.py renames it into place with a manifest)."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "queries.jsonl", "w", encoding="utf-8") as fh:
         for qid, text in queries:
@@ -280,7 +263,7 @@ def seeded_split(ids: Sequence[str], seed: int, salt: str) -> np.ndarray:
 
 def mapping_record(params: MappingParams, dense_space: str | None) -> dict[str, Any]:
     return {**asdict(params), "dense_space": dense_space, "normalisation": NORMALISATION,
-            "version": MAPPING_VERSION, "bm25": "bench/bm25.py (bm25s, lucene, English stopwords, Snowball stemmer)"}
+            "version": MAPPING_VERSION, "bm25": "bench/index/bm25.py (bm25s, lucene, English stopwords, Snowball stemmer)"}
 
 
 # ------------------------------------------------------------------------------------------------- the procedure
@@ -366,7 +349,7 @@ def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], 
                  search: str, progress: bool = True, key_extra: Any = None) -> TaskData:
     """Parse, map gold passages, keep, split and write the prepared folder once (cached by input hashes and
     parameters); then load it, run the audit and record it."""
-    from bench.audit import apply_audit
+    from bench.data.audit import apply_audit
 
     if not 0 <= val_fraction < 1:
         raise BenchError(f"task {name}: val_fraction must be in [0, 1), got {val_fraction}")
@@ -420,7 +403,7 @@ def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], 
         }
         write_prepared(tmp, queries, qrels, meta)
 
-    from bench.cache import load_or_build
+    from bench.storage.cache import load_or_build
 
     load_or_build(folder, build, lambda p: p, folder=True, info={"task": name, "corpus": str(corpus_path)})
     data = load_prepared(folder, name, corpus, reader)

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.data.paths import resolve_data_dir
+from bench.data.task import Task, TaskData
 from bench.errors import BenchError
 from bench.registry import register_task
-from bench.task import Task, TaskData
 from tasks.ambigqa import _field, default_corpus
-from tasks.beir import resolve_data_dir
 from tasks.multianswer import Answer, MappingParams, Question, StepCounts, jsonl_records, prepare_task
 
 

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import erf
 
-from bench.cache import array_hash, cache_root, load_or_build_arrays, stable_hash
+from bench.data.task import Corpus, Split, Targets, Task, TaskData
 from bench.params import positive
 from bench.progress import STDERR
 from bench.registry import register_task
-from bench.task import Corpus, Split, Targets, Task, TaskData
+from bench.storage.cache import array_hash, cache_root, load_or_build_arrays, stable_hash
 
 GENERATOR_VERSION = 1
 M_TARGETS = 5

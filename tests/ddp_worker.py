@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.data.task import Split, Targets
 from bench.models import BackboneConfig, QueryEncoder
-from bench.task import Split, Targets
 from bench.train.config import TrainConfig
 from bench.train.data import TrainingExamples, draw_batch
 from bench.train.loop import Trainer

@@ -1,4 +1,4 @@
-"""Adaptive expansion (bench/stages/expand_adaptive.py): the gate's logistic regression, the stage's wiring, and a
+"""Adaptive expansion (bench/systems/expand/adaptive.py): the gate's logistic regression, the stage's wiring, and a
 planted task where expansion helps exactly the queries that carry a marker."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 from openai_server import OpenAIServer, question_of
 
 from bench.errors import BenchError
-from bench.pipeline import build_system, system_spec
 from bench.registry import EXPANDERS
-from bench.stages.expand_adaptive import GateParams, fit_gate
+from bench.systems.expand.adaptive import GateParams, fit_gate
+from bench.systems.build import build_system, system_spec
 
 NOUNS = ("anchor banjo cactus dagger easel falcon glacier harp igloo jaguar kettle lantern mango needle oyster parrot "
          "quill raft saddle tuba umbrella violin walrus yacht zebra acorn bison candle dolphin emerald fossil goblet "

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.data.answers import contains_alias, normalise
 from bench.errors import BenchError
-from bench.pipeline import build_task
+from bench.data.task import build_task
 from tasks.ambigqa import parse_ambignq
-from tasks.multianswer import StepCounts, contains_alias, normalise
+from tasks.multianswer import StepCounts
 
 PASSAGES = [
     ("p0", "France national football team", "France won the 2018 FIFA World Cup in Russia, beating Croatia."),

@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from bench.diversity import mean_pairwise_cosine
+from bench.data.task import TaskData
 from bench.errors import BenchError
-from bench.pipeline import Session, build_retriever, build_task, run
-from bench.retriever import RunContext
-from bench.task import TaskData
+from bench.metrics.diversity import mean_pairwise_cosine
+from bench.systems.context import RunContext
+from bench.data.task import build_task
+from bench.evaluate import evaluate_named
+from bench.systems.retriever import build_retriever
+from bench.systems.session import Session
 from bench.train.checkpoint import load_checkpoint
 from bench.train.loop import Trainer
 from retrievers.amer import AmerRetriever
@@ -42,7 +45,7 @@ def _train_both(results, params: list[str]) -> dict:
     session = Session(device="cpu")
     out = {}
     for name in ("amer", "single-query"):
-        out[name], _ = run(TASK, name, (10, 100), TP, params, seed=0, retrain=True, results_dir=results,
+        out[name], _ = evaluate_named(TASK, name, (10, 100), TP, params, seed=0, retrain=True, results_dir=results,
                            session=session)
     return out
 
@@ -110,7 +113,7 @@ def test_mean_pairwise_cosine() -> None:
 
 def test_run_reuses_the_checkpoint_and_reproduces_the_metrics(quick, tmp_path, monkeypatch) -> None:
     _forbid_training(monkeypatch)
-    again, _ = run(TASK, "amer", (10, 100), TP, QUICK, seed=0, results_dir=tmp_path)
+    again, _ = evaluate_named(TASK, "amer", (10, 100), TP, QUICK, seed=0, results_dir=tmp_path)
     assert again.retriever_info["trained_now"] is False
     assert again.retriever_info["checkpoint"] == quick["amer"].retriever_info["checkpoint"]
     assert again.per_query == quick["amer"].per_query
@@ -118,7 +121,7 @@ def test_run_reuses_the_checkpoint_and_reproduces_the_metrics(quick, tmp_path, m
 
 def test_m_pred_changes_inference_only(quick, tmp_path, monkeypatch) -> None:
     _forbid_training(monkeypatch)
-    more, _ = run(TASK, "amer", (10, 100), TP, [*QUICK, "m_pred=8"], seed=0, results_dir=tmp_path)
+    more, _ = evaluate_named(TASK, "amer", (10, 100), TP, [*QUICK, "m_pred=8"], seed=0, results_dir=tmp_path)
     assert more.retriever_info["m"] == 8
     assert more.retriever_info["checkpoint"] == quick["amer"].retriever_info["checkpoint"]
 
@@ -154,13 +157,13 @@ def test_inference_from_a_checkpoint_needs_no_training_data(monkeypatch) -> None
 def test_same_seed_gives_identical_metrics_and_weights(retriever: str, tmp_path) -> None:
     res, weights = [], []
     for _ in range(2):
-        result, _ = run(TASK, retriever, (10, 100), TP, QUICK, seed=3, retrain=True, results_dir=tmp_path)
+        result, _ = evaluate_named(TASK, retriever, (10, 100), TP, QUICK, seed=3, retrain=True, results_dir=tmp_path)
         res.append(result)
         weights.append(load_checkpoint(result.retriever_info["checkpoint"]).state_dict)
     assert res[0].per_query == res[1].per_query
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
-    other, _ = run(TASK, retriever, (10, 100), TP, QUICK, seed=4, retrain=True, results_dir=tmp_path)
+    other, _ = evaluate_named(TASK, retriever, (10, 100), TP, QUICK, seed=4, retrain=True, results_dir=tmp_path)
     other_w = load_checkpoint(other.retriever_info["checkpoint"]).state_dict
     assert other.retriever_info["checkpoint"] != res[0].retriever_info["checkpoint"]
     assert not all(torch.equal(weights[0][k], other_w[k]) for k in other_w)

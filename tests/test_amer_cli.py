@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.cache import cache_root
 from bench.cli import main
+from bench.storage.cache import cache_root
 
 TINY = ["-t", "d=16", "-t", "n_train=120", "-t", "n_test=20", "-t", "n_negatives=200"]
 QUICK = ["-r", "width=32", "-r", "layers=1", "-r", "heads=2", "-r", "batch_size=32", "-r", "steps=20",

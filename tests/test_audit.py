@@ -1,9 +1,9 @@
-"""bench/audit.py: planted leaks are found, and the drop option removes exactly those."""
+"""bench/data/audit.py: planted leaks are found, and the drop option removes exactly those."""
 
 from __future__ import annotations
 
-from bench.audit import apply_audit, audit, jaccard_pairs
-from bench.task import Corpus, Split, Targets, TaskData
+from bench.data.audit import apply_audit, audit, jaccard_pairs
+from bench.data.task import Corpus, Split, Targets, TaskData
 
 
 def _data() -> TaskData:

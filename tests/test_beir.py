@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bench.errors import BenchError
-from bench.pipeline import build_task
 from bench.registry import TASKS
+from bench.data.task import build_task
 
 
 def make_beir(folder: Path, qrels: list[tuple[str, str, int]] | None = None, tsv: bool = False) -> Path:

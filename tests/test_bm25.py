@@ -1,4 +1,4 @@
-"""bench/bm25.py: BM25 on bm25s, checked against scores computed by hand on tiny corpora."""
+"""bench/index/bm25.py: BM25 on bm25s, checked against scores computed by hand on tiny corpora."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from bench.bm25 import BM25Index, BM25Params, bm25_cache_key, load_or_build_bm25, top_k
+from bench.data.task import Corpus
 from bench.errors import BenchError
-from bench.task import Corpus
+from bench.index.bm25 import BM25Index, BM25Params, bm25_cache_key, load_or_build_bm25, top_k
 
 PLAIN = BM25Params(k1=1.2, b=0.75, stopwords="none", stemmer="none")
 DOCS = ["apple banana", "apple apple cherry", "banana split", "zzz"]
@@ -114,7 +114,7 @@ def test_cache_roundtrip_and_key(tmp_path, monkeypatch):
     assert bm25_cache_key("fp-1", PLAIN) != bm25_cache_key("fp-2", PLAIN)
     assert bm25_cache_key("fp-1", PLAIN) != bm25_cache_key("fp-1", BM25Params())
     assert not list((tmp_path / "bm25").glob("*.tmp"))  # no temp folder left
-    from bench.cache import verify_entry
+    from bench.storage.cache import verify_entry
 
     assert verify_entry(built.path) is None  # a verified entry: manifest with every file's checksum
 

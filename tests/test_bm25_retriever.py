@@ -1,4 +1,4 @@
-"""The `bm25` retriever: a ranking retriever on bench/bm25.py, on real LIMIT-small and on a tiny BEIR folder where
+"""The `bm25` retriever: a ranking retriever on bench/index/bm25.py, on real LIMIT-small and on a tiny BEIR folder where
 every query has one answer (where `bench compare` must compare the whole set)."""
 
 from __future__ import annotations
@@ -8,30 +8,32 @@ from pathlib import Path
 
 import pytest
 
-from bench.bm25 import BM25Params, load_or_build_bm25
 from bench.cli import main
-from bench.pipeline import Session, build_task, run
+from bench.index.bm25 import BM25Params, load_or_build_bm25
 from bench.registry import register_expander
-from bench.stages.base import Expander
+from bench.data.task import build_task
+from bench.evaluate import evaluate_named
+from bench.systems.session import Session
+from bench.systems.stages import Expander
 
 
 def test_limit_small_near_the_published_bm25(shared_data: Path, tmp_path: Path) -> None:
     """LIMIT's paper: BM25 recall@2 97.8, recall@10 100 on LIMIT-small. The run keeps BM25's own scores."""
     params = [f"data_dir={shared_data / 'limit-small'}"]
-    rec, path = run("limit-small", "bm25", (2, 10), task_params=params, results_dir=tmp_path,
+    rec, path = evaluate_named("limit-small", "bm25", (2, 10), task_params=params, results_dir=tmp_path,
                     session=Session(device="cpu"))
     assert 0.95 <= rec.summary["Recall@2"] <= 1.0
     assert rec.summary["Recall@10"] == 1.0
     assert rec.retriever_info["produces"] == "ranking" and rec.retriever_info["index"]["k1"] == 0.9
     assert "corpus_index" not in rec.timings  # no FAISS index, no embeddings for a lexical system
-    # the ranking and scores are bm25s's, through bench/bm25.py
+    # the ranking and scores are bm25s's, through bench/index/bm25.py
     data = build_task("limit-small", params).load()
     index = load_or_build_bm25(data.corpus, BM25Params())
     split = data.split("test")
     scores, rows = index.search(split.texts[:5], 10)
     lines = path.with_suffix(".trec").read_text().splitlines()
     first = [ln.split() for ln in lines if ln.split()[0] == rec.query_ids[0]]
-    from bench.results import trec_id
+    from bench.results.record import trec_id
 
     assert [f[2] for f in first] == [trec_id(data.corpus.ids[r]) for r in rows[0] if r >= 0]
     assert [float(f[4]) for f in first] == pytest.approx(scores[0][rows[0] >= 0].tolist(), rel=1e-6)
@@ -98,8 +100,8 @@ def test_expanded_texts_flow_through_dense_and_lexical_retrievers(tmp_path: Path
     session = Session(device="cpu")
     params = [f"data_dir={folder}"]
     for plain, expanded in (("bm25", "bm25+test-repeat@rrf"), ("minilm", "minilm+test-repeat@combsum")):
-        a, pa = run("beir", plain, (1, 3), task_params=params, results_dir=tmp_path, session=session)
-        b, pb = run("beir", expanded, (1, 3), task_params=params, results_dir=tmp_path, session=session)
+        a, pa = evaluate_named("beir", plain, (1, 3), task_params=params, results_dir=tmp_path, session=session)
+        b, pb = evaluate_named("beir", expanded, (1, 3), task_params=params, results_dir=tmp_path, session=session)
         assert b.system == expanded and b.retriever_info["m"] == 2
         assert a.per_query == b.per_query
 
@@ -122,7 +124,7 @@ def test_one_session_encodes_the_queries_of_a_dense_retriever_once(tmp_path: Pat
 
     monkeypatch.setattr(DenseRetriever, "encode_queries", counting)
     session = Session(device="cpu")
-    a, _ = run("beir", "minilm", (1,), task_params=[f"data_dir={folder}"], results_dir=tmp_path, session=session)
-    b, _ = run("beir", "minilm+mmr(λ=0.5)", (1,), task_params=[f"data_dir={folder}"], results_dir=tmp_path,
+    a, _ = evaluate_named("beir", "minilm", (1,), task_params=[f"data_dir={folder}"], results_dir=tmp_path, session=session)
+    b, _ = evaluate_named("beir", "minilm+mmr(λ=0.5)", (1,), task_params=[f"data_dir={folder}"], results_dir=tmp_path,
                session=session)
     assert calls == [5] and b.system == "minilm+mmr(λ=0.5)"

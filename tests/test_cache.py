@@ -1,5 +1,5 @@
-"""Cache entries (bench/cache.py): manifest, verification, quarantine and rebuild, the build lock; file modes
-(bench/atomic.py)."""
+"""Cache entries (bench/storage/cache.py): manifest, verification, quarantine and rebuild, the build lock; file modes
+(bench/storage/atomic.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.atomic import atomic_open, sweep_stale_temps
-from bench.cache import (
+from bench.errors import BenchError, DamagedEntry
+from bench.storage.atomic import atomic_open, sweep_stale_temps
+from bench.storage.cache import (
     FULL_HASH_LIMIT,
     load_or_build,
     load_or_build_arrays,
@@ -25,7 +26,6 @@ from bench.cache import (
     verify_entry,
     write_entry,
 )
-from bench.errors import BenchError, DamagedEntry
 
 REPO = Path(__file__).resolve().parents[1]
 robust = pytest.mark.robustness
@@ -50,7 +50,7 @@ def test_entry_has_a_manifest_and_is_reused(cache: Path) -> None:
     assert load_or_build(path, _text_entry(calls), _read) == "hello"
     assert calls == ["build"]
     manifest = json.loads(manifest_path(path).read_text())
-    # sha256("hello") computed by hand with hashlib, independent of bench.cache
+    # sha256("hello") computed by hand with hashlib, independent of bench.storage.cache
     import hashlib
 
     assert manifest["size"] == 5 and manifest["sha256"] == hashlib.sha256(b"hello").hexdigest()
@@ -85,7 +85,7 @@ def test_same_size_corruption_is_caught_by_the_checksum(cache: Path, capsys: pyt
 
 
 def test_large_files_get_a_sampled_check(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.cache as bc
+    import bench.storage.cache as bc
 
     monkeypatch.setattr(bc, "FULL_HASH_LIMIT", 1 << 20)
     path = cache / "kind" / "big.bin"
@@ -184,7 +184,7 @@ def test_stale_temp_files_of_dead_writers_are_swept(tmp_path: Path) -> None:
 _WORKER = """
 import sys, time
 from pathlib import Path
-from bench.cache import load_or_build
+from bench.storage.cache import load_or_build
 path, log, sleep = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
 def build(tmp):
     with open(log, "a") as fh:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.encode import encode_in_shards
 from bench.index import FlatIndex
+from bench.index.encode import encode_in_shards
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_clear_asks_first(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.slow
 def test_perf_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str], shared_data: Path) -> None:
     out = tmp_path / "perf.json"
-    code = main(["perf", "--limit", "12", "--queries", "12", "--k", "5", "--encode-repeats", "1",
+    code = main(["perf", "--limit", "12", "--queries", "12", "--depth", "5", "--encode-repeats", "1",
                  "--search-repeats", "1", "--output", str(out)])
     assert code == 0
     figures = json.loads(out.read_text())

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.cache import manifest_path
 from bench.cli import main
+from bench.storage.cache import manifest_path
 
 SMALL = ["-t", "d=16", "-t", "n_train=30", "-t", "n_test=20", "-t", "n_negatives=500"]
 RUN = ["run", "--task", "synthetic-linear-single", "--retriever", "oracle", *SMALL, "--index", "hnsw"]

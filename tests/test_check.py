@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.check import (
+from bench.cli import main
+from bench.errors import BenchError
+from bench.results.check import (
     EXPECTED_DIR,
     Expectation,
     judge,
@@ -15,8 +17,6 @@ from bench.check import (
     measure,
     resolve_file,
 )
-from bench.cli import main
-from bench.errors import BenchError
 
 SMALL = {"d": 16, "n_train": 30, "n_test": 20, "n_negatives": 300}
 
@@ -142,7 +142,7 @@ def _brute_force(task: str, retriever: str, metric: str, params: dict) -> float:
     a stable sort (ties to the lower row, as the harness does), and MRECALL / Recall as DESIGN §2 defines them."""
     import numpy as np
 
-    from bench.pipeline import build_task
+    from bench.data.task import build_task
 
     data = build_task(task, [f"{k}={v}" for k, v in params.items()]).load()
     test = data.split("test")

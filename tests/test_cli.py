@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.atomic import atomic_open
 from bench.cli import main
+from bench.storage.atomic import atomic_open
 
 SMALL = ["-t", "d=16", "-t", "n_train=30", "-t", "n_test=20", "-t", "n_negatives=500"]
 

@@ -113,7 +113,7 @@ def test_read_only_results_dir_fails_before_the_work() -> None:
 
 
 def test_check_writable_creates_missing_folders_and_free_space(tmp_path: Path) -> None:
-    from bench.preflight import check_free_space, check_writable
+    from bench.storage.preflight import check_free_space, check_writable
 
     assert check_writable(tmp_path / "a" / "b").is_dir()
     with pytest.raises(BenchError, match=r"needs about 1024.0 TB on .*, only .* free"):
@@ -122,7 +122,7 @@ def test_check_writable_creates_missing_folders_and_free_space(tmp_path: Path) -
 
 
 def test_planned_cache_bytes_of_a_synthetic_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bench.pipeline import build_task
+    from bench.data.task import build_task
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
     task = build_task("synthetic-linear-single", ["d=16", "n_train=30", "n_test=20", "n_negatives=500"])
@@ -147,7 +147,7 @@ def test_k_larger_than_the_corpus_is_refused(tmp_path: Path, capsys: pytest.Capt
 @robust(case="limit-small's default cutoffs", outcome="@2, @10, @20 as the LIMIT paper (no @100 on 46 documents)",
         issue=4)
 def test_limit_small_defaults_are_the_papers(shared_data: Path) -> None:
-    from bench.pipeline import build_task
+    from bench.data.task import build_task
 
     task = build_task("limit-small")
     assert task.default_ks == (2, 10, 20)

@@ -39,7 +39,7 @@ def test_formats_to_files(results, tmp_path, capsys) -> None:
     assert main([*base, "--format", "markdown", "--output", str(md)]) == 0
     assert main([*base, "--format", "json", "--output", str(js)]) == 0
     assert main([*base, "--format", "latex", "--output", str(tex)]) == 0
-    assert main([*base, "--format", "csv", "--output", str(cs), "--metric", "recall"]) == 0
+    assert main([*base, "--format", "csv", "--output", str(cs), "--measure", "recall"]) == 0
     assert main([*base, "--output", str(txt)]) == 0
     assert "| oracle (baseline) | 100.00 |" in md.read_text()
     assert "| input | 0.00* | -100.0% |" in md.read_text()  # significantly worse: the asterisk marks p < 0.05
@@ -74,7 +74,7 @@ def test_refuses_runs_on_different_data(results, tmp_path, capsys) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["--task", "synthetic-linear-ood"], "no runs of task 'synthetic-linear-ood'"),
     (["--task", TASK, "--baseline", "bm25"], "baseline 'bm25' is not among the compared systems"),
-    (["--task", TASK, "--metric", "ndcg"], "unknown measure 'ndcg'"),
+    (["--task", TASK, "--measure", "ndcg"], "unknown measure 'ndcg'"),
     (["--task", TASK, "--k", "5"], "has no MRECALL@5"),
 ])
 def test_bad_input_is_one_line(results, capsys, args, message) -> None:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import BenchError
-from tasks.corpus import (
+from bench.data.corpus import (
     JsonlCorpus,
     TsvCorpus,
     WikiSummariesCorpus,
@@ -17,6 +16,7 @@ from tasks.corpus import (
     read_qrels,
     read_queries,
 )
+from bench.errors import BenchError
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:

@@ -1,4 +1,4 @@
-"""tasks/corpus.py at scale: the id table, the scan cache keyed by size + mtime, formats, and bad input."""
+"""bench/data/corpus.py at scale: the id table, the scan cache keyed by size + mtime, formats, and bad input."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.data.corpus import CorpusIds, JsonlCorpus, TsvCorpus, read_qrels
+from bench.data.task import Targets
 from bench.errors import BenchError
 from bench.metrics import parse_metric
-from bench.pipeline import build_task
-from bench.task import Targets
-from tasks.corpus import CorpusIds, JsonlCorpus, TsvCorpus, read_qrels
+from bench.data.task import build_task
 
 
 def test_corpus_ids_behave_like_a_list_of_str():

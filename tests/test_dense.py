@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 
+from bench.data.task import Split, Targets, TaskData
 from bench.errors import BenchError
 from bench.index import FlatIndex
-from bench.pipeline import build_retriever
 from bench.registry import RETRIEVERS
-from bench.retriever import RunContext
-from bench.task import Split, Targets, TaskData
+from bench.systems.context import RunContext
+from bench.systems.retriever import build_retriever
 from retrievers.dense import PRESETS, DenseModel, DenseParams, minilm_path
 
 TEXTS = ["Who likes Joshua Trees?", "a much longer passage about quokkas river otters and tapirs", "short"]
@@ -248,7 +248,7 @@ def test_presets_are_registered() -> None:
 
 
 def text_task(n: int = 3) -> TaskData:
-    from bench.task import Corpus
+    from bench.data.task import Corpus
 
     targets = Targets.from_nested([[[0]] for _ in range(n)])
     split = Split("test", [f"q{i}" for i in range(n)], targets, texts=TEXTS[:n])

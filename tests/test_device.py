@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 import bench.device as dev
-from bench.cache import cache_root
 from bench.cli import main
 from bench.device import combine, resolve
 from bench.errors import BenchError
-from bench.pipeline import Session, build_retriever, build_task
+from bench.storage.cache import cache_root
+from bench.data.task import build_task
+from bench.systems.retriever import build_retriever
+from bench.systems.session import Session
 
 
 def test_cpu_only_machine() -> None:

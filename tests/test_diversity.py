@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from bench import diversity as div
+from bench.data.task import Targets
 from bench.errors import BenchError
-from bench.pipeline import run
-from bench.task import Targets
+from bench.metrics import diversity as div
+from bench.evaluate import evaluate_named
 
 E = np.eye(4)
 
@@ -126,7 +126,7 @@ def test_record_round_trip_keeps_nan_as_null() -> None:
 def test_pipeline_stores_diversity_linear_task_by_hand(tmp_path) -> None:
     """synthetic-linear: targets x, Ma·x, Mb·x, −Ma·x, −Mb·x all have |x| as norm and sum to x, so the sum of their
     unit vectors is x/|x| and Σ_{i<j} cos = (1 − 5)/2 = −2: every query's mean pairwise cosine is exactly −2/10."""
-    result, _ = run("synthetic-linear-single", "input", (10,), task_params=["d=16", "n_train=20", "n_test=30",
+    result, _ = evaluate_named("synthetic-linear-single", "input", (10,), task_params=["d=16", "n_train=20", "n_test=30",
                                                                           "n_negatives=100"], results_dir=tmp_path)
     rec = result.extra[div.RECORD_KEY]
     assert len(rec["mean_pairwise_cos_sim"]) == 30

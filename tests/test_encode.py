@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cache import cache_root
-from bench.encode import CorpusEncoder, ShardStore, encode_in_shards, folder_sha256, resolve_model
+from bench.data.task import Corpus
 from bench.errors import BenchError
 from bench.index import FlatIndex, MappedStore, l2_normalise
-from bench.task import Corpus
+from bench.index.encode import CorpusEncoder, ShardStore, encode_in_shards, folder_sha256, resolve_model
+from bench.storage.cache import cache_root
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -227,7 +227,9 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import sys, torch
     torch.set_num_threads(1)
-    from bench.pipeline import Session, build_retriever, build_task
+    from bench.data.task import build_task
+    from bench.systems.retriever import build_retriever
+    from bench.systems.session import Session
     data = build_task("limit-small").load()
     retriever = build_retriever("minilm", {"shard_size": 6, "batch_size": 4, "device": "cpu"})
     emb, index, space = Session(device="cpu").corpus_index(data, retriever)

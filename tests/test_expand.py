@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from openai_server import OpenAIServer, question_of
 
-from bench.bm25 import BM25Index, BM25Params
 from bench.errors import BenchError
+from bench.index.bm25 import BM25Index, BM25Params
 from bench.params import parse_params
-from bench.stages.expand_llm import KeywordParams, clean_item, expanded_query, parse_keywords
-from bench.stages.expand_prf import PRFParams, SurfaceForms, expansion_text, repetitions, rm3
-from bench.stages.expand_subqueries import SubqueryParams, parse_subqueries
+from bench.systems.expand.llm import KeywordParams, clean_item, expanded_query, parse_keywords
+from bench.systems.expand.prf import PRFParams, SurfaceForms, expansion_text, repetitions, rm3
+from bench.systems.expand.subqueries import SubqueryParams, parse_subqueries
 
 # --------------------------------------------------------------------------------------------------- parsers
 
@@ -167,8 +167,10 @@ def _result(results: Path) -> dict:
 
 
 def test_llm_expansion_run_caches_and_records(shared_data: Path, tmp_path: Path) -> None:
-    from bench.pipeline import Session, build_system, build_task
-    from bench.retriever import RunContext
+    from bench.systems.context import RunContext
+    from bench.data.task import build_task
+    from bench.systems.build import build_system
+    from bench.systems.session import Session
 
     with OpenAIServer(reply=keyword_reply) as server:
         args = ["run", "--task", "limit-small", *_limit(shared_data), "--retriever", "minilm", "--expand", "llm",

@@ -2,7 +2,7 @@
 final results must equal an uninterrupted run's, and no partial or corrupt file may remain (issue 13).
 
 Two ways to kill, both real SIGKILLs of a real `bench run` process:
-- at a write: BENCH_FAULT_KILL=<glob> (bench/atomic.py) makes the process kill itself once a temp file is written
+- at a write: BENCH_FAULT_KILL=<glob> (bench/storage/atomic.py) makes the process kill itself once a temp file is written
   and before it is renamed onto a target matching the glob — the task file, the index, the checkpoint, an embedding
   shard, a manifest, the TREC file, the results JSON;
 - at a time: the test kills the process after a seeded random delay inside the span of an uninterrupted run, so the
@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cache import iter_entries, verify_entry
-from bench.results import load_run
+from bench.results.record import load_run
+from bench.storage.cache import iter_entries, verify_entry
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import load_run
+from bench.results.record import load_run
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = ["run", "--task", "synthetic-linear-single", "--retriever", "amer", "-t", "d=16", "-t", "n_train=100",

@@ -7,9 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from bench.fusion import combmax, combsum, normalise_scores, round_robin, rrf
 from bench.registry import FUSERS
-from bench.stages.base import Candidates, PerVectorLists
+from bench.systems.fusion.combmax import combmax
+from bench.systems.fusion.combsum import combsum
+from bench.systems.fusion.normalise import normalise_scores
+from bench.systems.fusion.round_robin import round_robin
+from bench.systems.fusion.rrf import rrf
+from bench.systems.records import Candidates, PerVectorLists
 
 NEG = -np.inf
 

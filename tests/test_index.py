@@ -131,7 +131,7 @@ def _write_shards(folder: Path, docs: np.ndarray, bounds: list[int]) -> list[Pat
 @pytest.mark.parametrize("bounds", [[0, 1024, 2048, 3000], [0, 7, 999, 1000, 2345, 3000], [0, 3000]])
 def test_sharded_mmap_search_equals_one_flat_search_ties_included(tmp_path: Path, bounds: list[int], scan_bytes: int,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.index as bi
+    import bench.index.flat as bi
 
     monkeypatch.setattr(bi, "_SCAN_BYTES", scan_bytes)
     rng = np.random.default_rng(5)

@@ -14,8 +14,8 @@ import pytest
 from ir_measures import R
 
 from bench.cli import main
-from bench.results import load_run, write_trec_qrels
-from bench.task import Targets
+from bench.data.task import Targets
+from bench.results.record import load_run, write_trec_qrels
 
 SMALL = ["-t", "d=32", "-t", "n_train=40", "-t", "n_test=60", "-t", "n_negatives=1500"]
 
@@ -24,7 +24,7 @@ def test_ir_measures_recall_matches_ours(tmp_path) -> None:
     results, out = tmp_path / "results", tmp_path / "trec"
     assert main(["run", "--task", "synthetic-linear-multi", "--retriever", "input,oracle", "--k", "10,100",
                  "--results-dir", str(results), *SMALL]) == 0
-    assert main(["export", "--task", "synthetic-linear-multi", "--results-dir", str(results), "--out", str(out)]) == 0
+    assert main(["export", "--task", "synthetic-linear-multi", "--results-dir", str(results), "--out-dir", str(out)]) == 0
     qrels = list(ir_measures.read_trec_qrels(str(out / "synthetic-linear-multi.test.qrels")))
     assert len(qrels) == 60 * 5  # 5 answers per query, one gold doc each
 
@@ -66,5 +66,5 @@ def test_export_refuses_changed_task_data(tmp_path, capsys) -> None:
     text = path.read_text().replace('"corpus": "', '"corpus": "0', 1)  # a run made on other data
     path.write_text(text)
     capsys.readouterr()
-    assert main(["export", "--run", str(path), "--out", str(tmp_path / "t")]) == 2
+    assert main(["export", "--run", str(path), "--out-dir", str(tmp_path / "t")]) == 2
     assert "data hash differs" in capsys.readouterr().err

@@ -15,8 +15,11 @@ import torch.nn.functional as F
 from bench.models.backbone import BackboneConfig
 from bench.models.query_encoder import QueryEncoder
 from bench.models.stop_head import StopQueryEncoder, emitted_mask, stop_counts, stop_targets
-from bench.pipeline import Session, build_system, build_task, run
-from bench.stages.base import QueryVectors
+from bench.data.task import build_task
+from bench.evaluate import evaluate_named
+from bench.systems.build import build_system
+from bench.systems.session import Session
+from bench.systems.records import QueryVectors
 from bench.train.config import StopParams, TrainConfig
 from bench.train.loss import matched_infonce
 from bench.train.objectives import LossInputs, get_objective
@@ -68,7 +71,7 @@ def test_default_m_keeps_the_cache_key_and_arrays() -> None:
     task = build_task(TASK, ["d=8", "n_train=20", "n_test=5", "n_negatives=10"])
     explicit = build_task(TASK, ["d=8", "n_train=20", "n_test=5", "n_negatives=10", "m=5"])
     assert task.cache_key() == explicit.cache_key()
-    from bench.cache import stable_hash
+    from bench.storage.cache import stable_hash
 
     legacy = {"d": 8, "n_train": 20, "n_test": 5, "n_negatives": 10, "seed": 0, "mlp_variant": "negated"}
     assert task.cache_key() == stable_hash(["synthetic", 1, "linear", "single", legacy])
@@ -211,7 +214,7 @@ def test_stop_head_learns_a_planted_count(tmp_path: Path) -> None:
     # counts for fewer missed answers)
     params = ["stop=learned", "stop_threshold=0.5", "arch=tiny", "width=32", "layers=1", "heads=2", "batch_size=64",
               "steps=600", "eval_every=50", "lr=5e-3"]
-    result, path = run(TASK, "amer", (10,), TP, params, seed=0, results_dir=tmp_path, session=Session(device="cpu"))
+    result, path = evaluate_named(TASK, "amer", (10,), TP, params, seed=0, results_dir=tmp_path, session=Session(device="cpu"))
     rec = json.loads(path.read_text())["extra"]["vectors_per_query"]
     counts = np.array(rec["per_query"])
     assert rec["stop"] == "learned" and rec["m_max"] == 5

@@ -17,8 +17,10 @@ import pytest
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.pipeline import Session, build_retriever, build_task
-from bench.results import RunResult, load_run
+from bench.results.record import RunResult, load_run
+from bench.data.task import build_task
+from bench.systems.retriever import build_retriever
+from bench.systems.session import Session
 from retrievers.dense import DenseModel, minilm_path
 
 pytestmark = pytest.mark.slow

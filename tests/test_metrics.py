@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.data.task import Targets
 from bench.errors import BenchError
 from bench.metrics import Metric, default_metrics, parse_ks, parse_metric
 from bench.metrics.mrecall import mrecall_at_k
 from bench.metrics.recall import recall_at_k
-from bench.task import Targets
 
 # Query 0: m = 3, cluster 1 has two gold docs.  Query 1: m = 2, its list is short (-1 = empty slot).
 # Query 2: m = 2, both docs of cluster 0 are retrieved (must count once).

@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.data.task import Split, Targets
 from bench.errors import BenchError
 from bench.metrics import parse_metric
-from bench.rerank.mmr import MMRParams, MMRReranker, mmr
-from bench.retriever import RunContext
-from bench.stages.base import ArrayDocuments, Candidates, QueryVectors, TuningData
-from bench.task import Split, Targets
+from bench.systems.context import RunContext
+from bench.systems.records import ArrayDocuments, Candidates, QueryVectors
+from bench.systems.rerank.mmr import MMRParams, MMRReranker, mmr
+from bench.systems.stages import TuningData
 
 DOCS = ArrayDocuments(np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=np.float32))  # d1 duplicates d0
 QUERY = QueryVectors.dense(np.array([[[0.8, 0.6, 0.0]]], dtype=np.float32))  # cos: d0 .8, d1 .8, d2 .6
@@ -86,15 +87,14 @@ def test_tuning_picks_the_lambda_with_the_best_validation_mrecall() -> None:
     data = TuningData(split, BASE, QUERY, targets, lambda c: float(metric.compute(c.rows, targets).mean()),
                       str(metric))
     reranker = MMRReranker(MMRParams(), "mmr")
-    reranker.output_depth = 2
     ctx = RunContext(task=None, corpus_embeddings=None, index=None)  # type: ignore[arg-type]
-    record = reranker.tune(data, DOCS, ctx)
+    record = reranker.tune(data, DOCS, ctx, keep=2)
     # λ = 0.5 and 0.75 reach both answers in the top 2 (MRECALL 1), λ = 0.9 does not (0): the largest best λ wins
     assert record["grid"] == {"0.5": 1.0, "0.75": 1.0, "0.9": 0.0}
     assert reranker.lam == 0.75 == record["lambda"]
-    assert reranker.rerank(BASE, QUERY, DOCS, ctx).rows.tolist() == [[0, 2]]
+    assert reranker.rerank(BASE, QUERY, DOCS, ctx, keep=2).rows.tolist() == [[0, 2]]
     grid_only_high = MMRReranker(MMRParams(grid=(0.9, 1.0)), "mmr")
-    grid_only_high.tune(data, DOCS, ctx)
+    grid_only_high.tune(data, DOCS, ctx, keep=2)
     assert grid_only_high.lam == 1.0  # both score 0: the largest λ
 
 

@@ -14,9 +14,11 @@ import pytest
 
 from bench.errors import BenchError
 from bench.index import FlatIndex
-from bench.pipeline import build_retriever, build_task, run
 from bench.registry import RETRIEVERS
-from bench.retriever import RunContext
+from bench.systems.context import RunContext
+from bench.data.task import build_task
+from bench.evaluate import evaluate_named
+from bench.systems.retriever import build_retriever
 from retrievers.dense import PRESETS, minilm_path
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -82,7 +84,7 @@ def test_mteb_run_matches_minilm_on_a_small_beir_task(mteb, tmp_path: Path) -> N
     results = {}
     for name, params in ((f"mteb:{MINILM}", {"model_path": minilm_path(), "device": "cpu"}),
                          ("minilm", {"device": "cpu"})):
-        result, _ = run("beir", name, (1, 2), [f"data_dir={folder}"], params, results_dir=tmp_path / "r")
+        result, _ = evaluate_named("beir", name, (1, 2), [f"data_dir={folder}"], params, results_dir=tmp_path / "r")
         results[name] = result
     assert results[f"mteb:{MINILM}"].per_query == results["minilm"].per_query
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from bench.perf_scale import extrapolate, generate, run_scale
+from bench.cli.perf_scale import extrapolate, generate, run_scale
 
 
 def test_generated_corpus_is_seeded_and_queries_share_its_structure() -> None:

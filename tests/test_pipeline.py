@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from bench.errors import BenchError
-from bench.pipeline import Session, run
-from bench.results import SCHEMA_VERSION, find_runs, load_run
+from bench.results.record import SCHEMA_VERSION, find_runs, load_run
+from bench.evaluate import evaluate_named
+from bench.systems.session import Session
 
 SMALL = ["d=32", "n_train=50", "n_test=40", "n_negatives=2000"]
 
@@ -17,8 +18,8 @@ SMALL = ["d=32", "n_train=50", "n_test=40", "n_negatives=2000"]
 def test_oracle_and_input_on_the_default_task(tmp_path) -> None:
     """The issue's acceptance: oracle MRECALL@10 = 1.0, input far lower, on synthetic-linear-single as shipped."""
     session = Session(device="cpu")
-    oracle, p1 = run("synthetic-linear-single", "oracle", (10, 100), results_dir=tmp_path, session=session)
-    inp, p2 = run("synthetic-linear-single", "input", (10, 100), results_dir=tmp_path, session=session)
+    oracle, p1 = evaluate_named("synthetic-linear-single", "oracle", (10, 100), results_dir=tmp_path, session=session)
+    inp, p2 = evaluate_named("synthetic-linear-single", "input", (10, 100), results_dir=tmp_path, session=session)
     assert oracle.summary["MRECALL@10"] == 1.0
     assert inp.summary["MRECALL@10"] < 0.5
     # the identity target is always found by the input vector itself: Recall@10 is exactly 1/5
@@ -27,7 +28,8 @@ def test_oracle_and_input_on_the_default_task(tmp_path) -> None:
     assert oracle.extra["query_cost"] == {"searches_per_query": 5.0, "llm_calls_per_query": 0.0}
     assert inp.extra["query_cost"] == {"searches_per_query": 1.0, "llm_calls_per_query": 0.0}
     # one index, shared by both retrievers: the session hands the same object to a second retriever on this corpus
-    from bench.pipeline import build_retriever, build_task
+    from bench.data.task import build_task
+    from bench.systems.retriever import build_retriever
 
     data = session.task_data(build_task("synthetic-linear-single"))
     assert session.corpus_index(data, build_retriever("oracle"))[1] is session.corpus_index(data,
@@ -40,7 +42,7 @@ def test_oracle_and_input_on_the_default_task(tmp_path) -> None:
 
 
 def test_result_records_provenance(tmp_path) -> None:
-    rec, path = run("synthetic-mlp-ood", "input", (5,), task_params=SMALL, seed=7, results_dir=tmp_path)
+    rec, path = evaluate_named("synthetic-mlp-ood", "input", (5,), task_params=SMALL, seed=7, results_dir=tmp_path)
     data = json.loads(path.read_text())
     assert data["schema_version"] == SCHEMA_VERSION
     expect = {"d": 32, "n_train": 50, "n_test": 40, "n_negatives": 2000, "seed": 0, "mlp_variant": "negated"}
@@ -55,14 +57,14 @@ def test_result_records_provenance(tmp_path) -> None:
 
 
 def test_same_config_same_numbers(tmp_path) -> None:
-    a, _ = run("synthetic-linear-multi", "input", (10,), task_params=SMALL, results_dir=tmp_path)
-    b, _ = run("synthetic-linear-multi", "input", (10,), task_params=SMALL, results_dir=tmp_path)
+    a, _ = evaluate_named("synthetic-linear-multi", "input", (10,), task_params=SMALL, results_dir=tmp_path)
+    b, _ = evaluate_named("synthetic-linear-multi", "input", (10,), task_params=SMALL, results_dir=tmp_path)
     assert a.per_query == b.per_query and a.config_hash == b.config_hash and a.data_hash == b.data_hash
     assert len(find_runs(tmp_path, "synthetic-linear-multi")) == 2
 
 
 def test_trec_file_is_in_ranking_order(tmp_path) -> None:
-    rec, path = run("synthetic-linear-single", "oracle", (10,), task_params=SMALL, results_dir=tmp_path)
+    rec, path = evaluate_named("synthetic-linear-single", "oracle", (10,), task_params=SMALL, results_dir=tmp_path)
     lines = path.with_suffix(".trec").read_text().splitlines()
     first = [ln.split() for ln in lines if ln.startswith(rec.query_ids[0] + " ")]
     assert [int(f[3]) for f in first] == list(range(1, len(first) + 1))
@@ -73,13 +75,13 @@ def test_trec_file_is_in_ranking_order(tmp_path) -> None:
 
 def test_unknown_names(tmp_path) -> None:
     with pytest.raises(BenchError, match="did you mean synthetic-linear-single"):
-        run("synthetic-linar-single", "oracle", (10,), results_dir=tmp_path)
+        evaluate_named("synthetic-linar-single", "oracle", (10,), results_dir=tmp_path)
     with pytest.raises(BenchError, match="unknown retriever 'orcle'; did you mean oracle"):
-        run("synthetic-linear-single", "orcle", (10,), results_dir=tmp_path)
+        evaluate_named("synthetic-linear-single", "orcle", (10,), results_dir=tmp_path)
 
 
 def test_results_load_forward_and_backward(tmp_path) -> None:
-    rec, path = run("synthetic-linear-single", "input", (10,), task_params=SMALL, results_dir=tmp_path)
+    rec, path = evaluate_named("synthetic-linear-single", "input", (10,), task_params=SMALL, results_dir=tmp_path)
     data = json.loads(path.read_text())
     data["field_from_the_future"] = {"x": 1}
     for optional in ("timings", "versions", "extra"):
@@ -97,7 +99,7 @@ def test_results_load_forward_and_backward(tmp_path) -> None:
 
 
 def test_trec_ids_with_spaces_are_encoded(tmp_path) -> None:
-    from bench.results import trec_id, write_trec_run
+    from bench.results.record import trec_id, write_trec_run
 
     assert trec_id("d12") == "d12" and trec_id("Ada Lovelace") == "Ada%20Lovelace" and trec_id("50%") == "50%25"
     write_trec_run(tmp_path / "r.trec", ["q 1"], np.array([[1, 0]]), ["Alan Turing", "Grace\tHopper"], "my run")
@@ -111,9 +113,9 @@ def test_an_approximate_index_is_part_of_the_config_hash(tmp_path) -> None:
     default keeps the hash a run had before indexes had kinds."""
     from bench.index import IndexSpec
 
-    flat, _ = run("synthetic-linear-single", "input", [10], SMALL, results_dir=tmp_path)
-    ivf, _ = run("synthetic-linear-single", "input", [10], SMALL, results_dir=tmp_path,
+    flat, _ = evaluate_named("synthetic-linear-single", "input", [10], SMALL, results_dir=tmp_path)
+    ivf, _ = evaluate_named("synthetic-linear-single", "input", [10], SMALL, results_dir=tmp_path,
                  session=Session(index=IndexSpec(kind="ivf", nprobe=2)))
-    again, _ = run("synthetic-linear-single", "input", [10], SMALL, results_dir=tmp_path)
+    again, _ = evaluate_named("synthetic-linear-single", "input", [10], SMALL, results_dir=tmp_path)
     assert flat.config_hash == again.config_hash != ivf.config_hash
     assert ivf.extra["index"]["params"] == {"nprobe": 2} and ivf.extra["index"]["factory"].startswith("IVF")

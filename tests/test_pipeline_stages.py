@@ -12,14 +12,18 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.fusion.round_robin import RoundRobinFuser
+from bench.data.task import Split
 from bench.index import FlatIndex
-from bench.pipeline import Session, build_task, run, search_lists
 from bench.registry import register_retriever
-from bench.results import find_runs, load_run
-from bench.retriever import Retriever, RunContext
-from bench.stages.base import QueryVectors
-from bench.task import Split
+from bench.results.record import find_runs, load_run
+from bench.systems.context import RunContext
+from bench.systems.fusion.round_robin import RoundRobinFuser
+from bench.data.task import build_task
+from bench.evaluate import evaluate_named
+from bench.systems.pipeline import search_lists
+from bench.systems.session import Session
+from bench.systems.records import QueryVectors
+from bench.systems.retriever import VectorRetriever
 
 STORED = Path(__file__).parent / "data" / "round_robin_synthetic_run.npz"
 TASK = "synthetic-linear-multi"
@@ -34,7 +38,7 @@ def _stored() -> tuple[dict, np.ndarray, np.ndarray, str]:
 
 
 @register_retriever("test-stored-amer-vectors", description="the stored AMER vectors (tests only)", kind="test")
-class StoredVectors(Retriever):
+class StoredVectors(VectorRetriever):
     def encode_queries(self, split: Split, ctx: RunContext) -> np.ndarray:
         return _stored()[1]
 
@@ -49,7 +53,7 @@ def test_round_robin_through_the_seam_equals_the_stored_pre_stage_run(tmp_path: 
     assert np.array_equal(fused.rows, ranking)
     fused.check()
     # and through the whole pipeline: the TREC file lists the same documents in the same order
-    rec, path = run("synthetic-mlp-multi", "test-stored-amer-vectors", (100,), task_params=params,
+    rec, path = evaluate_named("synthetic-mlp-multi", "test-stored-amer-vectors", (100,), task_params=params,
                     results_dir=tmp_path, session=Session(device="cpu"))
     lines = path.with_suffix(".trec").read_text().splitlines()
     by_query: dict[str, list[str]] = {}
@@ -167,7 +171,7 @@ def test_mmr_without_validation_queries_cross_fits_on_two_halves(tmp_path: Path)
     """Evaluating the train split leaves no other queries to tune on: each half is re-ranked with the λ chosen on
     the other half, and both choices are recorded."""
     params = [a for a in SMALL if a != "-t"]
-    rec, _ = run(TASK, "input+mmr(grid=(0.5,0.9))", (10,), task_params=params, split="train", results_dir=tmp_path,
+    rec, _ = evaluate_named(TASK, "input+mmr(grid=(0.5,0.9))", (10,), task_params=params, split="train", results_dir=tmp_path,
                  session=Session(device="cpu"))
     record = rec.extra["rerank"][0]
     assert "cross-fitting" in record["tuning"]["split"]

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from bench import plots
 from bench.cli import main
 from bench.errors import BenchError
-from bench.results import RunResult
+from bench.results import plots
+from bench.results.record import RunResult
 
 SMALL = ["-t", "d=32", "-t", "n_train=40", "-t", "n_test=60", "-t", "n_negatives=1500"]
 SIMS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # as in tests/test_report.py
@@ -87,7 +87,7 @@ def test_bench_plot_writes_png_and_pdf_from_real_runs(tmp_path, capsys) -> None:
         assert main(["run", "--task", task, "--retriever", "oracle,input", "--k", "10,100",
                      "--results-dir", str(results), *SMALL]) == 0
     assert main(["plot", "--task", "synthetic-mlp-single,synthetic-linear-single", "--results-dir", str(results),
-                 "--out-dir", str(out), "--metric", "recall"]) == 0
+                 "--out-dir", str(out), "--measure", "recall"]) == 0
     captured = capsys.readouterr()
     assert "Figure 5 skipped" in captured.err  # no AMER run here; "all" skips it with a note
     names = sorted(p.name for p in out.iterdir())

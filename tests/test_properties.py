@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.data.task import Targets
 from bench.errors import BenchError
 from bench.metrics.mrecall import mrecall_at_k
 from bench.metrics.recall import recall_at_k
-from bench.task import Targets
 
 settings.register_profile(
     "bench-ci", derandomize=True, max_examples=60, deadline=None, database=None,
@@ -78,7 +78,7 @@ def _parse_or_bench_error(fn, *args) -> None:  # type: ignore[no-untyped-def]
 @given(data=st.data())
 def test_text_readers_parse_or_raise_bench_error(tmp_path_factory: pytest.TempPathFactory, reader: str,
                                                  data: st.DataObject) -> None:
-    from tasks.corpus import JsonlCorpus, TsvCorpus, read_qrels, read_queries
+    from bench.data.corpus import JsonlCorpus, TsvCorpus, read_qrels, read_queries
 
     payload = data.draw(tsv_payloads if reader.endswith(".tsv") else jsonl_payloads)
     path = _write(tmp_path_factory.mktemp("in"), reader, payload)
@@ -109,7 +109,7 @@ yaml_payloads = (
 @CI
 @given(payload=yaml_payloads)
 def test_yaml_reader_parses_or_raises_bench_error(tmp_path_factory: pytest.TempPathFactory, payload: bytes) -> None:
-    from bench.check import load_expectations
+    from bench.results.check import load_expectations
 
     path = _write(tmp_path_factory.mktemp("yaml"), "expected.yaml", payload)
     _parse_or_bench_error(load_expectations, path)
@@ -128,7 +128,7 @@ results_payloads = st.binary(max_size=300) | json_values.map(lambda v: json.dump
 @given(payload=results_payloads)
 def test_results_reader_parses_or_raises_bench_error(tmp_path_factory: pytest.TempPathFactory,
                                                      payload: bytes) -> None:
-    from bench.results import load_run
+    from bench.results.record import load_run
 
     path = _write(tmp_path_factory.mktemp("res"), "run.json", payload)
     _parse_or_bench_error(load_run, path)
@@ -141,7 +141,7 @@ def test_results_reader_parses_or_raises_bench_error(tmp_path_factory: pytest.Te
 def test_cached_task_file_with_any_bytes_heals(tmp_path_factory: pytest.TempPathFactory, payload: bytes) -> None:
     import os
 
-    from bench.cache import load_or_build_arrays, manifest_path
+    from bench.storage.cache import load_or_build_arrays, manifest_path
 
     root = tmp_path_factory.mktemp("cache")
     old = os.environ.get("BENCH_CACHE_DIR")

@@ -30,7 +30,7 @@ def test_third_party_plugin_through_an_entry_point(tmp_path, monkeypatch) -> Non
             pass
     '''))
     (tmp_path / "tests_registry_probe.py").write_text(
-        "from bench.registry import Registry\nREG = Registry('task', 'probe_group.tasks')\n"
+        "from bench.registry import Registry\nREG = Registry('task', group='probe_group.tasks')\n"
     )
     dist = tmp_path / "thirdparty_plugin-1.0.dist-info"
     dist.mkdir()
@@ -47,7 +47,7 @@ def test_third_party_plugin_through_an_entry_point(tmp_path, monkeypatch) -> Non
 
 
 def test_prefix_names_pass_the_suffix() -> None:
-    reg = Registry("retriever", "no_such_group_xyz")
+    reg = Registry("retriever", group="no_such_group_xyz")
 
     @reg.register("st:", description="any model", kind="dense")
     class Any:  # noqa: B903
@@ -67,7 +67,7 @@ def test_unknown_name_lists_close_matches() -> None:
 
 
 def test_double_registration_is_refused() -> None:
-    reg = Registry("task", "no_such_group_xyz")
+    reg = Registry("task", group="no_such_group_xyz")
     reg.register("a", description="", kind="x")(int)
     with pytest.raises(BenchError, match="registered twice"):
         reg.register("a", description="", kind="x")(float)

@@ -12,8 +12,8 @@ import pytest
 from rich.console import Console
 
 from bench.errors import BenchError
-from bench.report import build_comparison, check_comparable, pick_baseline, render, to_rich
-from bench.results import RunResult
+from bench.results.record import RunResult
+from bench.results.report import build_comparison, check_comparable, pick_baseline, render, to_rich
 
 # 9 queries with target similarities 0.1 … 0.9: the 33rd percentile is 0.3 + 0.64 · 0.1 = 0.364, so the
 # low-similarity subset is queries 0, 1, 2.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.errors import BenchError
-from bench.fusion import round_robin_merge
+from bench.systems.fusion.round_robin import round_robin_merge
 
 
 def test_interleaves_and_drops_duplicates() -> None:

@@ -1,6 +1,8 @@
-"""The stage seam (bench/stages/base.py) and system names (bench/stages/system.py)."""
+"""The stage seam (bench/systems/stages.py) and system names (bench/systems/names.py)."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
@@ -8,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.errors import BenchError
-from bench.pipeline import build_system, canonical_name, route_params, system_spec
 from bench.registry import EXPANDERS, FUSERS, RERANKERS
-from bench.stages.base import ArrayDocuments, Candidates, PerVectorLists, QueryVectors
-from bench.stages.system import StageRef, SystemSpec, format_system, parse_system, split_systems
+from bench.systems.names import StageRef, SystemSpec, format_system, parse_system, split_systems
+from bench.systems.build import build_system, canonical_name, route_params, system_spec
+from bench.systems.records import ArrayDocuments, Candidates, PerVectorLists, QueryVectors
 
 NEG = -np.inf
 
@@ -187,13 +189,18 @@ def test_bench_list_shows_the_composable_stages(capsys) -> None:
 
     assert main(["list", "retrievers"]) == 0
     out = capsys.readouterr().out
-    for text in ("bm25", "mmr", "rrf", "combmax", "round-robin", "fusers", "re-rankers", "system names"):
+    assert "bm25" in out and "system names" in out and "bench list stages" in out
+    assert main(["list", "stages"]) == 0
+    out = capsys.readouterr().out
+    for text in ("mmr", "rrf", "combmax", "round-robin", "prf", "fusers", "re-rankers"):
         assert text in out, text
     assert main(["list", "fusers"]) == 0
     out = capsys.readouterr().out
-    assert "rrf" in out and "k=60" in out and "mmr" not in out
-    assert main(["list", "rerankers"]) == 0
-    assert "λ=None" in capsys.readouterr().out  # the display alias of MMR's lam
+    assert "rrf" in out and "mmr" not in out
+    assert main(["list", "fusers", "rrf"]) == 0  # one plugin: its parameters with their defaults
+    assert re.search(r"\bk\b.*\b60\b", capsys.readouterr().out)
+    assert main(["list", "rerankers", "mmr"]) == 0
+    assert re.search(r"λ.*None", capsys.readouterr().out)  # the display alias of MMR's lam
 
 
 def test_typed_params_from_a_mapping_route_like_pairs() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench.errors import BenchError
-from bench.stats import (
+from bench.metrics.stats import (
     _CHUNK,
     bootstrap_p_value,
     confidence_interval,

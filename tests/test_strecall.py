@@ -9,10 +9,10 @@ import ir_measures
 import numpy as np
 import pytest
 
-from bench.bm25 import load_or_build_bm25
+from bench.index.bm25 import load_or_build_bm25
 from bench.metrics import parse_metric
-from bench.pipeline import build_task
-from bench.results import trec_id, write_trec_cluster_qrels, write_trec_run
+from bench.results.record import trec_id, write_trec_cluster_qrels, write_trec_run
+from bench.data.task import build_task
 
 
 def _cross_check(data, tmp: Path, ks=(5, 10, 20)) -> dict[int, float]:

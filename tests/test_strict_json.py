@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.results import strict_json
+from bench.results.record import strict_json
 
 TINY = ["-t", "d=16", "-t", "n_train=120", "-t", "n_test=20", "-t", "n_negatives=200"]
 QUICK = ["-r", "width=32", "-r", "layers=1", "-r", "heads=2", "-r", "batch_size=32", "-r", "steps=10",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.errors import BenchError
-from bench.pipeline import build_task
+from bench.data.task import build_task
 from tasks.synthetic import SyntheticParams, generate, orthogonal_rotations, random_rotation
 
 SMALL = SyntheticParams(d=16, n_train=50, n_test=20, n_negatives=300, seed=3)

@@ -14,13 +14,14 @@ import pytest
 import torch
 
 from bench.cli import main
+from bench.data.task import Split, Targets
 from bench.errors import BenchError
 from bench.models import BackboneConfig, QueryEncoder
 from bench.models.lora import LoraSettings
 from bench.models.text import Prompter, load_tokenizer, weights_hash
-from bench.pipeline import build_retriever, build_task
-from bench.retriever import RunContext
-from bench.task import Split, Targets
+from bench.systems.context import RunContext
+from bench.data.task import build_task
+from bench.systems.retriever import build_retriever
 from bench.train.checkpoint import load_checkpoint, save_checkpoint
 from bench.train.config import TrainConfig
 from bench.train.data import TokenQueries, TrainingExamples

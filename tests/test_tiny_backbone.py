@@ -168,7 +168,7 @@ def test_a_few_optimiser_steps_lower_the_matched_loss() -> None:
 def test_amer_trains_on_a_tiny_backbone_end_to_end(tmp_path) -> None:
     """`-r arch=tiny` through `bench run`: it trains, the validation loss falls, and the record names the arch."""
     from bench.cli import main
-    from bench.results import find_runs
+    from bench.results.record import find_runs
     from bench.train.checkpoint import load_checkpoint
 
     args = ["run", "--task", "synthetic-linear-single", "--retriever", "amer", "--device", "cpu",

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from bench.data.task import Split, Targets
 from bench.models import BackboneConfig, QueryEncoder
-from bench.task import Split, Targets
 from bench.train.config import TrainConfig
 from bench.train.data import TrainingExamples, draw_batch, gather_rows
 from bench.train.loop import Trainer

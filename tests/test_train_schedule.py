@@ -83,7 +83,7 @@ def test_predicted_rollout_equals_generation_and_differs_from_teacher_forcing() 
 @torch.no_grad()
 def test_rollout_feeds_predictions_where_the_batch_says_and_the_share_tracks_p() -> None:
     """The batch draws, per example and step, whether to feed the prediction (share ≈ p); the rollout obeys it."""
-    from bench.task import Split, Targets
+    from bench.data.task import Split, Targets
     from bench.train.data import TrainingExamples, draw_batch
 
     model = _encoder()

@@ -1,6 +1,6 @@
 """On-disk cache of LLM replies, so that a rerun of an LLM-expanded system makes no request.
 
-One JSON file per reply under `<cache>/llm/<key[:2]>/<key>.json`, a bench.cache entry (atomic, with a manifest).
+One JSON file per reply under `<cache>/llm/<key[:2]>/<key>.json`, a bench.storage.cache entry (atomic, with a manifest).
 The key is the sha256 of (model id as the endpoint names it, prompt hash, question, generation settings). The base
 URL is *not* part of the key: the same model served on another port (a local `transformers serve`) reuses the
 replies. An entry holds the model, prompt hash, question, settings and reply — never the API key (the client never
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.cache import cache_root, report_and_quarantine, stable_hash, verify_entry, write_entry
+from bench.storage.cache import cache_root, report_and_quarantine, stable_hash, verify_entry, write_entry
 
 FOLDER = "llm"
 
@@ -39,8 +39,9 @@ class CacheKey:
 class ResponseCache:
     """Replies stored one file per key; reads tolerate a missing or unreadable file (treated as a miss)."""
 
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, recipe: Recipe | None = None) -> None:
         self.root = Path(root) if root is not None else cache_root() / FOLDER
+        self.recipe = recipe  # the run asking: recorded in each reply's manifest
 
     def path(self, key: CacheKey) -> Path:
         digest = key.digest()
@@ -67,7 +68,7 @@ class ResponseCache:
         return reply
 
     def put(self, key: CacheKey, reply: str) -> None:
-        """Store a reply as a cache entry (bench.cache.write_entry: atomic, with a manifest)."""
+        """Store a reply as a cache entry (bench.storage.cache.write_entry: atomic, with a manifest)."""
         entry = {"model": key.model, "prompt_hash": key.prompt_hash, "question": key.question,
                  "settings": dict(key.settings), "reply": reply}
         blob = json.dumps(entry, ensure_ascii=False, indent=1)
@@ -75,4 +76,4 @@ class ResponseCache:
         def write(tmp: Path) -> None:
             tmp.write_text(blob, encoding="utf-8")
 
-        write_entry(self.path(key), write, packages=("openai",))
+        write_entry(self.path(key), write, packages=("openai",), recipe=self.recipe)

@@ -1,31 +1,29 @@
-"""Metric names, defined once and parsed from strings like `MRECALL@10` or `Recall@100` (ir_measures style).
-
-How each metric is computed lives in its own file: `mrecall.py`, `recall.py`.
+"""Metrics as parameterised names, defined once and parsed from strings (ir_measures style): a *measure* is a
+registered plugin (`MRECALL`, `Recall`: one file each, `@register_metric` in bench.registry), a *metric* is a measure
+at a cutoff, `MRECALL@10`, `Recall@100`. How each measure is computed lives in its own file (`mrecall.py`,
+`recall.py`); this module parses and prints the names, checks cutoffs, and computes per-query values.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
+from bench.data.task import Targets
 from bench.errors import BenchError
-from bench.metrics.mrecall import mrecall_at_k
-from bench.metrics.recall import recall_at_k
-from bench.task import Targets
+from bench.registry import METRICS, PluginMeta
 
-MetricFn = Callable[[np.ndarray, Targets, int], np.ndarray]
+DEFAULT_MEASURES = ("MRECALL", "Recall")  # what a run reports at every cutoff unless told otherwise
 
-MEASURES: dict[str, MetricFn] = {"MRECALL": mrecall_at_k, "Recall": recall_at_k}
-
-_NAME = re.compile(r"^(?P<measure>[A-Za-z]+)@(?P<k>-?\d+)$")
+_NAME = re.compile(r"^(?P<measure>[A-Za-z][A-Za-z0-9_]*)@(?P<k>-?\d+)$")
 
 
 @dataclass(frozen=True, order=True)
 class Metric:
-    """A measure at a cutoff, e.g. Metric('MRECALL', 10) printed as MRECALL@10."""
+    """A measure at a cutoff, e.g. Metric('MRECALL', 10), printed (and stored) as MRECALL@10."""
 
     measure: str
     k: int
@@ -33,9 +31,23 @@ class Metric:
     def __str__(self) -> str:
         return f"{self.measure}@{self.k}"
 
+    @property
+    def meta(self) -> PluginMeta:
+        return METRICS.get(self.measure)[0]
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The range every per-query value must lie in (stored results outside it are refused on read)."""
+        return float(self.meta.extra.get("lower", 0.0)), float(self.meta.extra.get("upper", 1.0))
+
     def compute(self, ranking: np.ndarray, targets: Targets) -> np.ndarray:
         """Per-query values (the bootstrap needs them, not only the mean)."""
-        return MEASURES[self.measure](ranking, targets, self.k)
+        return np.asarray(self.meta.factory(ranking, targets, self.k), dtype=np.float64)
+
+
+def measure_name(name: str) -> str:
+    """The registered spelling of a measure name, case-insensitive: `mrecall` → `MRECALL`; one error line else."""
+    return METRICS.canonical(name.strip())
 
 
 def parse_metric(name: str) -> Metric:
@@ -43,10 +55,7 @@ def parse_metric(name: str) -> Metric:
     m = _NAME.match(name.strip())
     if not m:
         raise BenchError(f"metric {name!r} is not of the form NAME@k, e.g. MRECALL@10")
-    lookup = {key.lower(): key for key in MEASURES}
-    measure = lookup.get(m["measure"].lower())
-    if measure is None:
-        raise BenchError(f"unknown measure {m['measure']!r} in {name!r}; known: {', '.join(MEASURES)}")
+    measure = measure_name(m["measure"])
     k = int(m["k"])
     if k <= 0:
         raise BenchError(f"k must be > 0 in {name!r}")
@@ -72,7 +81,7 @@ def parse_ks(text: str | Iterable[int]) -> tuple[int, ...]:
 
 def default_metrics(ks: Iterable[int]) -> list[Metric]:
     """MRECALL@k and Recall@k for every k: what a run reports unless told otherwise."""
-    return [Metric(measure, k) for measure in MEASURES for k in sorted(ks)]
+    return [Metric(measure, k) for measure in DEFAULT_MEASURES for k in sorted(ks)]
 
 
 def check_cutoffs(metrics: Iterable[Metric], corpus_size: int, task: str = "the task") -> None:
@@ -85,4 +94,3 @@ def check_cutoffs(metrics: Iterable[Metric], corpus_size: int, task: str = "the 
             f"k={','.join(map(str, too_big))} is larger than the corpus of {task} ({corpus_size} documents): every "
             f"document would be retrieved and every recall would be 1.0; use k ≤ {corpus_size}"
         )
-

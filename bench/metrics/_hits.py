@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.data.task import Targets
 from bench.errors import BenchError
-from bench.task import Targets
 
 NOT_FOUND = np.iinfo(np.int64).max
 

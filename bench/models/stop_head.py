@@ -112,8 +112,8 @@ def record_emitted(vecs: np.ndarray, split: Any, ctx: Any, learned: bool) -> Any
 
     With a learned stop the (n, m_max, d) array has zero rows after each stop: returned as QueryVectors with that
     mask, and Figure 5's mean pairwise cosine of the outputs is recomputed over the emitted vectors only."""
-    from bench.diversity import mean_pairwise_cosine
-    from bench.stages.base import QueryVectors
+    from bench.metrics.diversity import mean_pairwise_cosine
+    from bench.systems.records import QueryVectors
 
     mask = emitted_mask(vecs) if learned else np.ones(vecs.shape[:2], dtype=bool)
     counts = mask.sum(axis=1)

@@ -38,7 +38,7 @@ def resolve_lm(name_or_path: str) -> Path:
 
 def weights_hash(folder: Path) -> str:
     """sha256 over every file of the model folder (memoised by size and mtime in the cache): the base's identity."""
-    from bench.encode import folder_sha256
+    from bench.index.encode import folder_sha256
 
     return folder_sha256(folder)
 

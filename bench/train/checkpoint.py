@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from bench.atomic import atomic_path
-from bench.cache import cache_root, stable_hash
 from bench.errors import BenchError
+from bench.storage.atomic import atomic_path
+from bench.storage.cache import cache_root, stable_hash
 
 FORMAT_VERSION = 1
 _META_KEY = "multitarget_bench"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.params import positive
+from bench.registry import OBJECTIVES
 from bench.train.schedule import SAMPLING_CAP, SAMPLING_MODES
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -110,9 +111,8 @@ class TrainConfig(TrainParams, SamplingParams, StopParams):
         TrainParams.__post_init__(self)
         SamplingParams.__post_init__(self)
         StopParams.__post_init__(self)
-        from bench.train.objectives import get_objective
-
-        get_objective(self.objective)  # unknown names fail here, with the known ones listed
+        if not OBJECTIVES.has(self.objective):  # unknown names fail here, with the known ones listed
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES.all())}, got {self.objective!r}")
 
     @classmethod
     def from_params(cls, params: Any, **run: Any) -> TrainConfig:

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from bench.data.task import Split
 from bench.errors import BenchError
-from bench.task import Split
 
 
 def gather_rows(store: Any, rows: np.ndarray) -> np.ndarray:

@@ -12,16 +12,33 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from rich.console import Console
 
 from bench.errors import BenchError
 from bench.progress import STDERR, make_progress
 
-if TYPE_CHECKING:
-    from bench.train.loop import Trainer
+
+class Trainer(Protocol):
+    """What a hook sees of the trainer (bench/train/loop.py): settings, progress, validation and its state."""
+
+    cfg: Any
+    console: Console | None
+    objective: Any
+    strategy: Any
+    start_step: int
+    val_ex: Any
+
+    def validation_loss(self) -> float: ...
+
+    def weights(self) -> dict[str, torch.Tensor]: ...
+
+    def validation_hook(self) -> Any: ...
+
+    def training_state(self, step: int) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -132,7 +149,7 @@ class Logging(Hook):
 
 class Checkpointing(Hook):
     """Every `every` steps, the whole training state (model, optimiser, scheduler, generators, step, hooks) to
-    `path`, written atomically with a manifest (bench.cache.write_entry) by rank 0; removed when training ends."""
+    `path`, written atomically with a manifest (bench.storage.cache.write_entry) by rank 0; removed when training ends."""
 
     def __init__(self, path: Path, every: int) -> None:
         self.path = Path(path)
@@ -151,7 +168,7 @@ class Checkpointing(Hook):
 
 
 def save_training_state(path: Path, state: dict[str, Any]) -> None:
-    from bench.cache import write_entry
+    from bench.storage.cache import write_entry
 
     write_entry(path, lambda tmp: torch.save(state, tmp), packages=("torch",), info={"kind": "training state",
                                                                                     "step": state["step"]})
@@ -159,7 +176,7 @@ def save_training_state(path: Path, state: dict[str, Any]) -> None:
 
 def load_training_state(path: Path) -> dict[str, Any] | None:
     """The saved state, or None when there is none; a damaged file is set aside (quarantined) and None returned."""
-    from bench.cache import report_and_quarantine, verify_entry
+    from bench.storage.cache import report_and_quarantine, verify_entry
 
     if not path.exists():
         return None
@@ -176,7 +193,7 @@ def load_training_state(path: Path) -> dict[str, Any] | None:
 
 
 def remove_training_state(path: Path) -> None:
-    from bench.cache import remove_entry
+    from bench.storage.cache import remove_entry
 
     try:
         remove_entry(path)

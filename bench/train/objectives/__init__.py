@@ -1,28 +1,25 @@
 """Training objectives, one file each, selected by name (`TrainConfig.objective`).
 
 An objective says how many vectors the model emits while training, which of an example's sampled targets it
-trains on, and the loss of a batch. It registers itself with `@register_objective(name)` in its own module; the
-modules of this package are imported on first lookup, so a new objective is one new file here.
+trains on, and the loss of a batch. It registers itself with `@register_objective(name, description=...)`
+(bench.registry) in its own module; the objectives registry imports every module of this package on first lookup,
+so a new objective is one new file here (`bench list objectives` shows it).
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 
+from bench.errors import BenchError
+from bench.registry import OBJECTIVES, register_objective
 from bench.train.loss import Collective
 
 if TYPE_CHECKING:
     from bench.train.config import TrainConfig
-
-_OBJECTIVES: dict[str, type[Objective]] = {}
-_loaded = False
-
 
 @dataclass
 class LossInputs:
@@ -59,34 +56,18 @@ class Objective:
         raise NotImplementedError
 
 
-def register_objective(name: str):  # type: ignore[no-untyped-def]
-    """Class decorator: make an Objective selectable by `name`."""
-
-    def deco(cls: type[Objective]) -> type[Objective]:
-        cls.name = name
-        _OBJECTIVES[name] = cls
-        return cls
-
-    return deco
-
-
-def _load() -> None:
-    global _loaded
-    if not _loaded:
-        for mod in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{mod.name}")
-        _loaded = True
-
-
 def objective_names() -> list[str]:
-    _load()
-    return sorted(_OBJECTIVES)
+    return sorted(OBJECTIVES.all())
 
 
 def get_objective(name: str, cfg: TrainConfig | None = None) -> Objective:
     """A fresh instance of the objective registered as `name`, reading its settings from `cfg` (None: defaults);
     ValueError naming the known ones otherwise."""
-    _load()
-    if name not in _OBJECTIVES:
-        raise ValueError(f"objective must be one of {', '.join(sorted(_OBJECTIVES))}, got {name!r}")
-    return _OBJECTIVES[name](cfg)
+    try:
+        meta, _ = OBJECTIVES.get(name)
+    except BenchError:
+        raise ValueError(f"objective must be one of {', '.join(objective_names())}, got {name!r}") from None
+    return meta.factory(cfg)  # type: ignore[no-any-return]
+
+
+__all__ = ["LossInputs", "Objective", "get_objective", "objective_names", "register_objective"]

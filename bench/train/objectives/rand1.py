@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bench.registry import register_objective
 from bench.train.loss import matched_infonce
-from bench.train.objectives import LossInputs, Objective, register_objective
+from bench.train.objectives import LossInputs, Objective
 
 
-@register_objective("rand1")
+@register_objective("rand1", description="Single-Query: InfoNCE on one answer drawn at random per example and step")
 class Rand1(Objective):
     """Rand1LH (Wang et al. 2026, "Training Dense Retrievers with Multiple Positive Passages", arXiv 2602.12727):
     the positive of a step is one of the example's answers drawn uniformly (the first of its targets in the sampled

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import torch
 
-from bench.train.objectives import LossInputs, Objective, register_objective
+from bench.registry import register_objective
+from bench.train.objectives import LossInputs, Objective
 from bench.train.objectives.joint import multi_positive_scores
 
 
-@register_objective("summarg")
+@register_objective("summarg", description="Single-Query, multi-positive: the marginal likelihood of any answer (log of the summed probabilities)")
 class SumMargLH(Objective):
     """SumMargLH (Wang et al. 2026, arXiv 2602.12727): the probability that the retrieved candidate is *any* of the
     positives, one softmax over the batch's candidate set C:

@@ -1,0 +1,1 @@
+"""Results: run records and their store, TREC export, comparison tables, figures and the regression gate."""

@@ -1,0 +1,63 @@
+"""A session: what the runs of one command share — loaded task data, one corpus index per corpus × document encoder,
+and the query vectors of stateless encoders (so `--retriever minilm,minilm+mmr` encodes the queries once)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+
+from bench.data.task import Task, TaskData
+from bench.device import resolve as resolve_placement
+from bench.errors import BenchError
+from bench.index import Index, IndexSpec, VectorStore, corpus_store, open_index
+from bench.params import params_dict
+from bench.progress import STDERR
+from bench.storage.cache import Recipe, stable_hash
+from bench.systems.records import QueryVectors
+from bench.systems.retriever import VectorRetriever
+
+
+@dataclass
+class Session:
+    """Shares loaded tasks and corpus indexes between the runs of one command (one index per corpus × encoder)."""
+
+    device: str = "auto"
+    console: Console = field(default_factory=lambda: STDERR)
+    index: IndexSpec = field(default_factory=IndexSpec)  # --index, --nprobe, --ef-search, --rescore, --fp16-index
+    _tasks: dict[str, TaskData] = field(default_factory=dict)
+    _indexes: dict[str, tuple[VectorStore, Index]] = field(default_factory=dict)
+    queries: dict[str, QueryVectors] = field(default_factory=dict)  # query vectors of stateless (dense) encoders
+
+    def task_data(self, task: Task) -> TaskData:
+        key = stable_hash([task.name, params_dict(task.params)])
+        if key not in self._tasks:
+            self._tasks[key] = task.load()
+        return self._tasks[key]
+
+    def corpus_index(self, data: TaskData, retriever: VectorRetriever, recipe: Recipe | None = None
+                     ) -> tuple[VectorStore, Index, str]:
+        """The corpus's vector store (normalised embeddings; `gather(rows)`), its index (bench/index) for this
+        retriever's document encoder, and the name of that embedding space. `--device` is resolved once
+        (bench/device.py) and handed to the retriever; `recipe` goes into the manifests of the entries it writes."""
+        placement = resolve_placement(self.device, source="cli")
+        retriever.place(placement)  # dense / mteb encoders run where --device says, unless -r device= overrides
+        encoder = retriever.document_encoder(data)
+        if encoder is None:
+            if data.corpus.vectors is None:
+                raise BenchError(
+                    f"retriever {retriever.name!r} has no document encoder, and task {data.name!r} is a text task"
+                )
+            space = "vectors"
+        else:
+            space = encoder.cache_key
+        key = stable_hash([data.corpus.fingerprint, space, self.index.session_key()])
+        if key not in self._indexes:  # the shards (or the task's vectors) are the one copy of the embeddings
+            store = corpus_store(data.corpus, encoder, self.index, recipe=recipe)
+            self._indexes[key] = (store, open_index(self.index, store, placement, self.console, recipe=recipe))
+        emb, index = self._indexes[key]
+        return emb, index, space
+
+    def memo_key(self, retriever: Any, split_fingerprint: str) -> str:
+        return stable_hash([retriever.name, retriever.spec, params_dict(retriever.params), split_fingerprint])
