@@ -19,5 +19,6 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> BenchError:
 
 
 class DamagedEntry(BenchError):
-    """A cache entry that exists but cannot be used (truncated, corrupt, wrong content): bench.storage.cache moves it aside
+    """A cache entry that exists but cannot be used (truncated, corrupt, wrong content): bench.storage.cache moves it
+    aside
     and rebuilds it instead of stopping. Raise it from a cache entry's `load` function."""

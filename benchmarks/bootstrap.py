@@ -1,4 +1,5 @@
-"""Benchmark: the vectorised paired bootstrap (bench.metrics.stats) against a straightforward Python loop over resamples.
+"""Benchmark: the vectorised paired bootstrap (bench.metrics.stats) against a straightforward Python loop over
+resamples.
 
 Workload of the acceptance criterion: 10,000 resamples × 1,000 queries × 8 systems against one baseline (binary
 per-query values, as MRECALL@k gives). The loop version is the method's reference style: for every system, for every

@@ -1,4 +1,5 @@
-"""Benchmark: MMR re-ranking (bench/systems/rerank/mmr.py) of 500 candidates for 1,000 queries, against a per-query loop.
+"""Benchmark: MMR re-ranking (bench/systems/rerank/mmr.py) of 500 candidates for 1,000 queries, against a per-query
+loop.
 
 Workload of the acceptance criterion: 1,000 queries, 500 candidates each, 384-dim normalised document vectors (the
 size of all-MiniLM-L6-v2), a 100,000-row document store read through `gather(rows)`, single-vector queries, λ = 0.75.

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.data.task import build_task
 from bench.models.query_encoder import QueryEncoder
 from bench.models.stop_head import StopQueryEncoder
-from bench.data.task import build_task
 from bench.train.checkpoint import load_checkpoint
 from tasks.synthetic import target_range
 

@@ -184,7 +184,8 @@ class TrainedQueryEncoder(VectorRetriever):
             strategy.close()
             return
 
-        def load(p: Path) -> None:  # a verified cache entry (bench/storage/cache.py): a damaged file is moved aside, retrained
+        def load(p: Path) -> None:
+            # a verified cache entry (bench/storage/cache.py): a damaged file is moved aside, retrained
             if not self.trained_now:
                 try:
                     self.load_checkpoint(p)
@@ -215,7 +216,8 @@ class TrainedQueryEncoder(VectorRetriever):
 
     def train(self, ctx: RunContext, dest: Path | None = None, strategy: Any = None) -> Path:
         """Train on ctx.task's train split, keep the weights with the lowest validation loss, save a checkpoint
-        (to `dest` when given: the temp file of bench.storage.cache.load_or_build, renamed to the checkpoint path after).
+        (to `dest` when given: the temp file of bench.storage.cache.load_or_build, renamed to the checkpoint path
+        after).
 
         A training state is saved every `checkpoint_every` steps beside the checkpoint; an interrupted run resumes
         from it and ends with the weights an uninterrupted one would have."""

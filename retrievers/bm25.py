@@ -2,7 +2,8 @@
 
 No query vectors and no corpus embeddings: the pipeline builds no FAISS index for it, fuses its lists as it would
 any (sub-queries of `--expand subqueries` are each searched and fused), and refuses stages that need document
-vectors (MMR). The index is cached by corpus fingerprint + parameters (bench/index/bm25.py), so a rerun tokenises nothing.
+vectors (MMR). The index is cached by corpus fingerprint + parameters (bench/index/bm25.py), so a rerun tokenises
+nothing.
 
 Parameters (`-r key=value`, or `-r bm25.key=value`): k1 (0.9), b (0.4), method (lucene), stopwords (en | none),
 stemmer (english | none), lower, splitter — Pyserini's BM25 defaults; every value is recorded in the result.

@@ -2,7 +2,8 @@
 rule, seeded splits, and the prepared-task folder (BEIR layout with a qrels cluster column).
 
 Gold mapping: for each search text (AmbigQA: the question; QAMPARI: each answer's proof snippets) the
-top-`depth` candidates of BM25 (bench/index/bm25.py) and, when asked, of a dense retriever are collected; a candidate is a
+top-`depth` candidates of BM25 (bench/index/bm25.py) and, when asked, of a dense retriever are collected; a candidate
+is a
 gold passage of an answer when its normalised `title text` contains one of the answer's normalised aliases as a
 whole-token substring. The corpus is then streamed once to test only the candidate rows, so no passage text is
 held in memory.
@@ -263,7 +264,8 @@ def seeded_split(ids: Sequence[str], seed: int, salt: str) -> np.ndarray:
 
 def mapping_record(params: MappingParams, dense_space: str | None) -> dict[str, Any]:
     return {**asdict(params), "dense_space": dense_space, "normalisation": NORMALISATION,
-            "version": MAPPING_VERSION, "bm25": "bench/index/bm25.py (bm25s, lucene, English stopwords, Snowball stemmer)"}
+            "version": MAPPING_VERSION,
+            "bm25": "bench/index/bm25.py (bm25s, lucene, English stopwords, Snowball stemmer)"}
 
 
 # ------------------------------------------------------------------------------------------------- the procedure

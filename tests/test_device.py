@@ -10,10 +10,10 @@ import pytest
 
 import bench.device as dev
 from bench.cli import main
+from bench.data.task import build_task
 from bench.device import combine, resolve
 from bench.errors import BenchError
 from bench.storage.cache import cache_root
-from bench.data.task import build_task
 from bench.systems.retriever import build_retriever
 from bench.systems.session import Session
 

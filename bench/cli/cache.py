@@ -129,7 +129,8 @@ def clear(
 
 
 def _load_probe(path: Path) -> str | None:
-    """For an entry without a manifest (written before manifests, or not through bench.storage.cache): read it fully with
+    """For an entry without a manifest (written before manifests, or not through bench.storage.cache): read it fully
+    with
     the reader of its kind; the problem in one line, or None when it reads."""
     try:
         if path.is_dir():

@@ -202,7 +202,8 @@ def perf(
 
     row(f"encoding, best of {encode_repeats} (passages/s)", f"{n / min(t_bare):.1f}", f"{n / min(t_cold):.1f}",
         figures["encode_ratio"], "encode")
-    row(f"search {len(qtexts)}×top-{depth} (s)", f"{min(t_faiss):.4f}", f"{min(t_harness):.4f}", figures["search_ratio"],
+    row(f"search {len(qtexts)}×top-{depth} (s)", f"{min(t_faiss):.4f}", f"{min(t_harness):.4f}",
+        figures["search_ratio"],
         "search")
     row("corpus index: cold vs cached (s)", f"{t_cold_cached_run:.2f}", f"{t_warm:.3f}", figures["cache_speedup"],
         "cache")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.cli import options as opt
@@ -80,7 +81,7 @@ def train_cmd(
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
         return
     info = retr.info()
-    table = Table(title=f"{system.name} on {task} (seed {seed})", show_header=False)
+    table = Table(title=escape(f"{system.name} on {task} (seed {seed})"), show_header=False)
     table.add_column("field")
     table.add_column("value", overflow="fold")
     table.add_row("checkpoint", str(info["checkpoint"]))
@@ -184,9 +185,9 @@ def _markdown(rows: list[dict], *, command: str, started: str, total: float, loa
     lines = [
         "# Synthetic headline: AMER vs Single-Query",
         "",
-        "MRECALL@k on the test split (README, 'What it measures'), m = 5 targets per query. Wall time covers one `bench run` of the",
-        "retriever on the setting: loading the task, " + ("loading a stored checkpoint" if reuse else "training")
-        + ", encoding, search and metrics.",
+        "MRECALL@k on the test split (README, 'What it measures'), m = 5 targets per query. Wall time covers one",
+        "`bench run` of the retriever on the setting: loading the task, "
+        + ("loading a stored checkpoint" if reuse else "training") + ", encoding, search and metrics.",
         "The CPU may be shared: the last column is the 1-minute load average when the AMER run ended (above the",
         "core count means other jobs were competing for the CPU).",
         "",

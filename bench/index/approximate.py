@@ -16,7 +16,7 @@ from bench.device import Placement
 from bench.device import resolve as resolve_placement
 from bench.errors import BenchError
 from bench.index.base import QUERY_BATCH, IndexBase, Progress, order_ties, prepare_queries
-from bench.index.gpu import gpu_note, gpu_plan, to_gpu
+from bench.index.gpu import GpuPlan, gpu_note, gpu_plan, to_gpu
 from bench.index.spec import IndexSpec, _base, _ivf_of, default_train_size
 from bench.index.store import VectorStore
 from bench.storage import cache as _cache

@@ -1,7 +1,8 @@
 """BM25 over a bench corpus, on `bm25s` (Lù 2024): the one lexical index of the harness.
 
 Used by the gold-document mapping of the real tasks (tasks/ambigqa.py, tasks/qampari.py), by the `bm25` retriever
-and by RM3 pseudo-relevance feedback. A document is `title text` (bench.data.corpus.document_text), rows follow the corpus
+and by RM3 pseudo-relevance feedback. A document is `title text` (bench.data.corpus.document_text), rows follow the
+corpus
 stream order.
 
 Scoring is bm25s's, with `method="lucene"` by default (Kamphuis et al. 2020):

@@ -179,7 +179,8 @@ class FlatIndex(IndexBase):
         path = cache_root() / "indexes" / f"{key}.faiss"
         made: list[FlatIndex] = []
 
-        def build(tmp: Path) -> None:  # a verified cache entry (bench/storage/cache.py): manifest, lock, heals when damaged
+        def build(tmp: Path) -> None:
+            # a verified cache entry (bench/storage/cache.py): manifest, lock, heals when damaged
             emb = build_embeddings()
             made.append(cls.from_embeddings(emb) if isinstance(emb, np.ndarray) else cls.from_blocks(emb))
             made[0].save(tmp)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.storage.cache import cache_root, report_and_quarantine, stable_hash, verify_entry, write_entry
+from bench.storage.cache import Recipe, cache_root, report_and_quarantine, stable_hash, verify_entry, write_entry
 
 FOLDER = "llm"
 

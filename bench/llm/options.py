@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from bench.llm.client import Endpoint
 
@@ -33,6 +33,10 @@ class LLMOptions:
             raise ValueError(f"max_tokens must be ≥ 1, got {self.max_tokens}")
         if not self.api_key_env:
             raise ValueError("api_key_env must name an environment variable")
+        for f in fields(self):  # an expander's own settings may declare a lower bound: field(metadata={"min": 1})
+            low = f.metadata.get("min")
+            if low is not None and getattr(self, f.name) < low:
+                raise ValueError(f"{f.name} must be ≥ {low}, got {getattr(self, f.name)}")
 
     def endpoint(self, owner: str) -> Endpoint:
         return Endpoint.resolve(self.base_url, self.model, self.api_key_env, owner=owner, timeout=self.timeout,

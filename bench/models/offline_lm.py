@@ -3,7 +3,8 @@
 The package ships the model only as a Q4_1 GGUF file. transformers can load a GGUF (dequantised to fp32, ~20 s) but
 neither `transformers serve` nor a quick reload works from it, so it is converted once into a plain model folder
 (config, safetensors weights, tokenizer with its chat template) under `<cache>/models/`, keyed by the GGUF's sha256.
-The folder is written through bench.storage.cache's entry API: it appears by an atomic rename with a manifest, and a file
+The folder is written through bench.storage.cache's entry API: it appears by an atomic rename with a manifest, and a
+file
 lock keeps two processes from converting at the same time.
 """
 

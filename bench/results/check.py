@@ -95,7 +95,8 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 
 def resolve_file(name: str | Path | None) -> Path:
-    """A path to an expected-scores file, or the name of one shipped in bench/results/expected/ (default: synthetic-smoke)."""
+    """A path to an expected-scores file, or the name of one shipped in bench/results/expected/ (default:
+    synthetic-smoke)."""
     if name is None:
         name = DEFAULT_FILE
     p = Path(name)

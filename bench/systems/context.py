@@ -7,6 +7,7 @@ hold — plugins sit below the pipeline that runs them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -47,5 +48,5 @@ class RunContext:
     retrain: bool = False
     console: Console = field(default_factory=lambda: Console(stderr=True))
     extra: dict[str, Any] = field(default_factory=dict)  # recorded under `extra` in the result
-    recipe: dict[str, Any] | None = None
+    recipe: Mapping[str, Any] | None = None
     services: Services | None = None

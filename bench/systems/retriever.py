@@ -42,7 +42,7 @@ class DocumentEncoder(Protocol):
     def encode_corpus(self, corpus: Corpus) -> np.ndarray: ...
 
 
-class Retriever(abc.ABC):
+class Retriever:
     """What every registered retriever has: its params dataclass, its name (and a prefix's spec), a `prepare` hook
     to train or load, and `info()` for the result. Subclass VectorRetriever or RankingRetriever."""
 

@@ -149,7 +149,8 @@ class Logging(Hook):
 
 class Checkpointing(Hook):
     """Every `every` steps, the whole training state (model, optimiser, scheduler, generators, step, hooks) to
-    `path`, written atomically with a manifest (bench.storage.cache.write_entry) by rank 0; removed when training ends."""
+    `path`, written atomically with a manifest (bench.storage.cache.write_entry) by rank 0; removed when training
+    ends."""
 
     def __init__(self, path: Path, every: int) -> None:
         self.path = Path(path)

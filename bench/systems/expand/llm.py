@@ -10,7 +10,7 @@ lists, preambles ("Here are some keywords:") and repeat the question, all of whi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bench.llm import ChatClient, Prompt, ResponseCache
@@ -88,7 +88,9 @@ def expanded_query(question: str, keywords: list[str]) -> str:
 
 
 class LLMExpander(Expander):
-    """Shared machinery of the LLM expanders: the client, a progress bar, and what results record."""
+    """Shared machinery of the LLM expanders: ask the endpoint (through the reply cache, with a progress bar), parse
+    each reply into items, turn the items into the query's texts, and record per split what the parsing gave.
+    A subclass says how (`parse`, `texts_of`, `split_stats`)."""
 
     prompt: Prompt = KEYWORD_PROMPT
 
@@ -98,6 +100,25 @@ class LLMExpander(Expander):
 
     def prompt_fields(self) -> dict[str, Any]:
         return {}
+
+    def parse(self, question: str, reply: str) -> list[str]:
+        """The items of one reply (keywords, sub-questions)."""
+        raise NotImplementedError
+
+    def texts_of(self, question: str, items: list[str]) -> list[str]:
+        """The query's texts, given its items (at least one)."""
+        raise NotImplementedError
+
+    def split_stats(self, items: list[list[str]], texts: list[list[str]]) -> dict[str, Any]:
+        """What a result records about one split's parsed replies."""
+        return {}
+
+    def expand(self, texts: list[str], split: Split, ctx: RunContext) -> list[list[str]]:
+        replies = self.ask(texts, ctx)
+        items = [self.parse(q, r) for q, r in zip(texts, replies, strict=True)]
+        out = [self.texts_of(q, i) for q, i in zip(texts, items, strict=True)]
+        self.record_split(split, texts, **self.split_stats(items, out))
+        return out
 
     def ask(self, questions: list[str], ctx: RunContext) -> list[str]:
         endpoint = self.params.endpoint(owner=f"expander {self.name}")
@@ -127,13 +148,8 @@ class LLMExpander(Expander):
 class KeywordParams(LLMOptions):
     """LLM options plus how many keywords are kept."""
 
-    max_keywords: int = 10
+    max_keywords: int = field(default=10, metadata={"min": 1})
     max_tokens: int = 64  # ten keywords fit; a small model that loops is cut short
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.max_keywords < 1:
-            raise ValueError(f"max_keywords must be ≥ 1, got {self.max_keywords}")
 
 
 @register_expander("llm", description="LLM keyword expansion: question + comma-separated diverse keywords "
@@ -141,10 +157,13 @@ class KeywordParams(LLMOptions):
 class KeywordExpander(LLMExpander):
     """question → question + keywords (one text per query)."""
 
-    def expand(self, texts: list[str], split: Split, ctx: RunContext) -> list[list[str]]:
-        replies = self.ask(texts, ctx)
-        keywords = [parse_keywords(r, q, self.params.max_keywords) for q, r in zip(texts, replies, strict=True)]
-        counts = [len(k) for k in keywords]
-        self.record_split(split, texts, mean_keywords=round(sum(counts) / max(len(counts), 1), 3),
-                          queries_without_keywords=sum(c == 0 for c in counts))
-        return [[expanded_query(q, k)] for q, k in zip(texts, keywords, strict=True)]
+    def parse(self, question: str, reply: str) -> list[str]:
+        return parse_keywords(reply, question, self.params.max_keywords)
+
+    def texts_of(self, question: str, items: list[str]) -> list[str]:
+        return [expanded_query(question, items)]
+
+    def split_stats(self, items: list[list[str]], texts: list[list[str]]) -> dict[str, Any]:
+        counts = [len(k) for k in items]
+        return {"mean_keywords": round(sum(counts) / max(len(counts), 1), 3),
+                "queries_without_keywords": sum(c == 0 for c in counts)}

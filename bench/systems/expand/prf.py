@@ -1,5 +1,6 @@
 """`prf`: RM3 pseudo-relevance feedback (Lavrenko & Croft 2001; Abdul-Jaleel et al. 2004, "UMass at TREC 2004"),
-offline, on the term statistics of the harness's BM25 index (bench/index/bm25.py, bm25s). No maintained Java-free package
+offline, on the term statistics of the harness's BM25 index (bench/index/bm25.py, bm25s). No maintained Java-free
+package
 does RM3, so this is ours; the parameter names and defaults follow Anserini's RM3 (fb_docs 10, fb_terms 10,
 original query weight 0.5).
 

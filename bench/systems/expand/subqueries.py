@@ -12,7 +12,7 @@ question as one more text.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bench.llm import Prompt
@@ -21,8 +21,7 @@ from bench.registry import register_expander
 from bench.systems.expand.llm import LLMExpander, _is_preamble, clean_item
 
 if TYPE_CHECKING:
-    from bench.data.task import Split
-    from bench.systems.context import RunContext
+    pass
 
 SUBQUERY_PROMPT = Prompt(
     system="You help a search engine find documents for questions that have more than one correct answer.",
@@ -61,14 +60,9 @@ def parse_subqueries(reply: str, m: int, question: str = "", min_words: int = 2)
 class SubqueryParams(LLMOptions):
     """LLM options plus m, the number of sub-questions asked for."""
 
-    m: int = 3
+    m: int = field(default=3, metadata={"min": 1})
     include_question: bool = False
     max_tokens: int = 128
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.m < 1:
-            raise ValueError(f"m must be ≥ 1, got {self.m}")
 
 
 @register_expander("subqueries", description="LLM sub-queries: m distinct sub-questions per question, each its own "
@@ -81,20 +75,16 @@ class SubqueryExpander(LLMExpander):
     def prompt_fields(self) -> dict[str, Any]:
         return {"m": self.params.m}
 
-    def expand(self, texts: list[str], split: Split, ctx: RunContext) -> list[list[str]]:
-        replies = self.ask(texts, ctx)
-        out: list[list[str]] = []
-        fallback = 0
-        for q, reply in zip(texts, replies, strict=True):
-            subs = parse_subqueries(reply, self.params.m, q)
-            if not subs:
-                fallback += 1
-                subs = [q]
-            elif self.params.include_question:
-                subs = [q, *subs]
-            out.append(subs)
-        counts = [len(s) for s in out]
+    def parse(self, question: str, reply: str) -> list[str]:
+        return parse_subqueries(reply, self.params.m, question)
+
+    def texts_of(self, question: str, items: list[str]) -> list[str]:
+        if not items:  # no usable line: the question itself, so every query keeps a text
+            return [question]
+        return [question, *items] if self.params.include_question else items
+
+    def split_stats(self, items: list[list[str]], texts: list[list[str]]) -> dict[str, Any]:
         self._record["m"] = self.params.m
-        self.record_split(split, texts, mean_texts=round(sum(counts) / max(len(counts), 1), 3),
-                          queries_falling_back_to_question=fallback)
-        return out
+        counts = [len(t) for t in texts]
+        return {"mean_texts": round(sum(counts) / max(len(counts), 1), 3),
+                "queries_falling_back_to_question": sum(not i for i in items)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.systems.records import Candidates, PerVectorLists
+from bench.systems.records import Candidates, PerVectorLists, group_slots
 
 
 def reduce_by_document(lists: PerVectorLists, values: np.ndarray, how: str, depth: int) -> Candidates:
@@ -30,32 +30,14 @@ def reduce_by_document(lists: PerVectorLists, values: np.ndarray, how: str, dept
     reducer = np.add if how == "sum" else np.maximum
     fused = reducer.reduceat(v, idx)
     uq, ur = q[idx], r[idx]
-    # lay the unique documents of each query out in a (n, width) table, then sort each row
-    counts = np.bincount(uq, minlength=n)
-    width = max(int(counts.max(initial=0)), 1)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    slot = np.arange(len(uq)) - first[uq]
+    # lay the unique documents of each query out in a (n, width) table, then keep each row's top `depth`, sorted by
+    # the float32 score the list will carry: two sums that round to the same float32 are a tie (lower row first)
+    order, slot, width = group_slots(uq, n)
     table_rows = np.full((n, width), -1, dtype=np.int64)
     table_scores = np.full((n, width), -np.inf, dtype=np.float64)
-    table_rows[uq, slot] = ur
-    table_scores[uq, slot] = fused
-    return _top(table_rows, table_scores, depth)
-
-
-def _top(rows: np.ndarray, scores: np.ndarray, depth: int) -> Candidates:
-    """Sort by the float32 score the list will carry (desc), then row (asc): two sums that round to the same float32
-    are a tie, and the lower corpus row comes first, so the stored scores and order agree."""
-    scores = scores.astype(np.float32)
-    valid = rows >= 0
-    order = np.lexsort((np.where(valid, rows, np.iinfo(np.int64).max), np.where(valid, -scores, np.inf)),
-                       axis=-1)[:, :depth]
-    out_rows = np.take_along_axis(rows, order, axis=1)
-    out_scores = np.take_along_axis(scores, order, axis=1)
-    if out_rows.shape[1] < depth:
-        pad = depth - out_rows.shape[1]
-        out_rows = np.pad(out_rows, ((0, 0), (0, pad)), constant_values=-1)
-        out_scores = np.pad(out_scores, ((0, 0), (0, pad)), constant_values=-np.inf)
-    return Candidates(out_rows, out_scores)
+    table_rows[uq[order], slot] = ur[order]
+    table_scores[uq[order], slot] = fused[order]
+    return Candidates.from_unsorted(table_rows, table_scores, depth)
 
 
 def ranks(lists: PerVectorLists) -> np.ndarray:

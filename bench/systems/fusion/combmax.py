@@ -3,7 +3,8 @@
     CombMAX(d) = max_j s_j(d)               over the lists j that contain d; s_j optionally normalised per list
 
 Source: Fox & Shaw, "Combination of multiple searches", TREC-2 (1994). For AMER's m vectors in one embedding space
-(cosine scores, one scale) no normalisation is needed; `norm=minmax|zscore` (bench/systems/fusion/normalise.py) is for lists
+(cosine scores, one scale) no normalisation is needed; `norm=minmax|zscore` (bench/systems/fusion/normalise.py) is for
+lists
 whose scores live on different scales. Ties on the fused score are broken by the lower corpus row.
 """
 

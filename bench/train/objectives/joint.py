@@ -79,7 +79,10 @@ def multi_positive_scores(batch: LossInputs) -> MultiPositiveScores:
     return MultiPositiveScores(logits, own, own_index, mask, weight, norm)
 
 
-@register_objective("joint", description="Single-Query, multi-positive: the joint likelihood of every answer (sum of their log-probabilities)")
+@register_objective(
+    "joint",
+    description="Single-Query, multi-positive: the joint likelihood of every answer (sum of their log-probabilities)",
+)
 class JointLH(Objective):
     """JointLH (Wang et al. 2026, arXiv 2602.12727): maximise the joint likelihood of all positives, each scored by
     a softmax over the whole candidate set C (own other positives included):

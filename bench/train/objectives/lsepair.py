@@ -12,7 +12,10 @@ from bench.train.objectives import LossInputs, Objective
 from bench.train.objectives.joint import multi_positive_scores
 
 
-@register_objective("lsepair", description="Single-Query, multi-positive: a log-sum-exp over every (positive, negative) pair")
+@register_objective(
+    "lsepair",
+    description="Single-Query, multi-positive: a log-sum-exp over every (positive, negative) pair",
+)
 class LSEPair(Objective):
     """LSEPair (Wang et al. 2026, arXiv 2602.12727): a smooth maximum over all pairs of one positive p ∈ P_b and one
     negative n ∈ N_b = C \\ P_b of the batch's candidate set C:

@@ -9,7 +9,10 @@ from bench.train.loss import matched_infonce
 from bench.train.objectives import LossInputs, Objective
 
 
-@register_objective("matched", description="AMER: matched InfoNCE, the m predictions assigned to the m answers by the Hungarian algorithm")
+@register_objective(
+    "matched",
+    description="AMER: matched InfoNCE, the m predictions assigned to the m answers by the Hungarian algorithm",
+)
 class Matched(Objective):
     """One prediction per answer, emitted autoregressively; loss `bench.train.loss.matched_infonce` (DESIGN §4):
     InfoNCE over in-batch targets plus one random negative per positive, each example's predictions assigned to its

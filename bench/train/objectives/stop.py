@@ -27,7 +27,10 @@ def prefix_matched_infonce(preds: torch.Tensor, positives: torch.Tensor, negativ
     return loss
 
 
-@register_objective("matched-stop", description="AMER with a learned stop: prefix-matched InfoNCE plus the stop head's loss")
+@register_objective(
+    "matched-stop",
+    description="AMER with a learned stop: prefix-matched InfoNCE plus the stop head's loss",
+)
 class MatchedStop(Objective):
     """L = L_prefix + λ · L_stop. L_prefix is `prefix_matched_infonce`: matched InfoNCE (bench/train/loss.py) with
     example b's T_b answers matched to its first T_b predictions. For stop logits z_bi (position i = 1..M of example

@@ -10,7 +10,10 @@ from bench.train.objectives import LossInputs, Objective
 from bench.train.objectives.joint import multi_positive_scores
 
 
-@register_objective("summarg", description="Single-Query, multi-positive: the marginal likelihood of any answer (log of the summed probabilities)")
+@register_objective(
+    "summarg",
+    description="Single-Query, multi-positive: the marginal likelihood of any answer (log of the summed probabilities)",
+)
 class SumMargLH(Objective):
     """SumMargLH (Wang et al. 2026, arXiv 2602.12727): the probability that the retrieved candidate is *any* of the
     positives, one softmax over the batch's candidate set C:

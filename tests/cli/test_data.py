@@ -1,0 +1,58 @@
+"""`bench data prepare | info | audit` on a fixture AmbigQA task (BM25 candidates, so no model is loaded)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from tests.support.ambignq import DEV, TRAIN, qa, write_fixture
+
+
+@pytest.fixture
+def task_args(tmp_path: Path) -> list[str]:
+    train = [*TRAIN, qa("t7", "who won the world cup in 2018 and 2014", ["France"], ["Germany"])]
+    dev = [*DEV, qa("d3", "Who won the World Cup in 2018 and 2014?", ["France"], ["Germany"])]
+    folder, corpus = write_fixture(tmp_path, train, dev)
+    return ["--data-dir", str(folder), "--corpus", str(corpus), "-t", "dense=none", "-t", "val_fraction=0",
+            "-t", "split_seed=1"]
+
+
+def test_prepare_then_info(task_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "prepare", "--task", "ambigqa", *task_args]) == 0
+    text = capsys.readouterr().out
+    assert "multi-answer (multipleQAs)" in text and "prepared:" in text
+    assert main(["data", "info", "--task", "ambigqa", *task_args, "--encoder", "none", "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["steps"]["train"]["questions"] == 7 and rec["steps"]["dev"]["questions"] == 3
+    assert rec["steps"]["train"]["multi-answer (multipleQAs)"] == 6
+    assert rec["splits"]["test"]["targets_min"] >= 2
+    assert "user corpus psgs.tsv" in rec["corpus"]
+
+
+def test_audit_reports_and_drops(task_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "audit", "--task", "ambigqa", *task_args]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "test questions ≈ a train question:" in text
+    import re
+
+    leaked = int(re.search(r"leaked test questions: (\d+); dropped: 0", text).group(1))
+    assert main(["data", "audit", "--task", "ambigqa", *task_args, "--drop"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"leaked test questions: {leaked}; dropped: {leaked}" in text
+
+
+def test_bad_task_param_is_one_error_line(task_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "info", "--task", "ambigqa", "--corpus", "/nonexistent.tsv"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "nonexistent.tsv" in err
+
+
+@pytest.mark.slow
+def test_info_gold_similarity_with_minilm(task_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "info", "--task", "ambigqa", *task_args, "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    g = rec["gold_similarity"]
+    assert g["n_within_pairs"] >= 1 and -1 <= g["random_mean"] <= 1 and -1 <= g["within_mean"] <= 1

@@ -1,0 +1,80 @@
+"""tasks/qampari.py on fixtures in QAMPARI's published JSONL schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.data.task import build_task
+from bench.errors import BenchError
+
+CITIES = ["Paris", "Lyon", "Marseille", "Toulouse", "Nice", "Nantes", "Lille", "Rennes", "Reims"]
+
+
+def passages() -> list[tuple[str, str, str]]:
+    """One passage per city (beginning with its title, like the paper's), plus distractors."""
+    out = [(str(100 + i), c, f"{c}. {c} is a city in France with a football club in Ligue 1.")
+           for i, c in enumerate(CITIES)]
+    out.append(("900", "Ligue 1", "Ligue 1 is the top French football league."))
+    out.append(("901", "Berlin", "Berlin. Berlin is the capital of Germany."))
+    return out
+
+
+def question(qid: str, n: int, missing_proof: bool = False) -> dict:
+    answers = []
+    for i, c in enumerate(CITIES[:n]):
+        proof = [] if (missing_proof and i == 0) else [
+            {"proof_text": f"{c} is a city in France with a football club", "found_in_url": f"https://en.wikipedia.org/wiki/{c}",
+             "pid": f"{c}__1"}]
+        answers.append({"answer_text": c, "aliases": [c.upper()], "aid": f"{qid}__{i}", "proof": proof})
+    return {"qid": qid, "question_text": f"Which French cities have a Ligue 1 club? ({qid})", "answer_list": answers}
+
+
+def write_fixture(tmp: Path, train: list[dict], dev: list[dict]) -> tuple[Path, Path]:
+    folder = tmp / "qampari"
+    folder.mkdir()
+    for name, rows in (("train_data.jsonl", train), ("dev_data.jsonl", dev)):
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    corpus = tmp / "psgs.tsv"
+    corpus.write_text("id\ttext\ttitle\n" + "".join(f"{i}\t{t}\t{ti}\n" for i, ti, t in passages()))
+    return folder, corpus
+
+
+def test_five_to_eight_answer_filter_and_gold_from_proofs(tmp_path):
+    train = [question("a", 4), question("b", 5), question("c", 8), question("d", 9),
+             {"qid": "e", "question_text": "empty?", "answer_list": []}]
+    dev = [question("x", 6), question("y", 5, missing_proof=True)]
+    folder, corpus = write_fixture(tmp_path, train, dev)
+    data = build_task("qampari", [f"data_dir={folder}", f"corpus={corpus}", "val_fraction=0"]).load()
+    steps = data.info["steps"]
+    assert steps["train"] == {"questions": 5, "non-empty answer list": 4, "5–8 answers": 2,
+                              "every answer has a gold passage": 2}
+    # y: its first answer has no proof snippet, so no candidate and no gold: the question is dropped
+    assert steps["dev"] == {"questions": 2, "non-empty answer list": 2, "5–8 answers": 2,
+                            "every answer has a gold passage": 1}
+    assert sorted(data.splits["train"].query_ids) == ["b", "c"] and data.splits["test"].query_ids == ["x"]
+    test = data.splits["test"]
+    assert test.targets.n_clusters.tolist() == [6]
+    ids = data.corpus.ids
+    assert [[ids[r] for r in c] for c in test.targets.nested()[0]] == [[str(100 + i)] for i in range(6)]
+    assert data.info["gold_mapping"]["dense"] == "none"
+    assert data.info["m_pred"] == 5  # the paper's AMER setting for QAMPARI, never read from the test answers
+
+
+def test_bad_record_names_file_line_and_field(tmp_path):
+    bad = question("b", 5)
+    del bad["answer_list"][2]["answer_text"]
+    folder, corpus = write_fixture(tmp_path, [question("a", 5), bad], [question("x", 5)])
+    with pytest.raises(BenchError, match=r"train_data.jsonl, line 2 \(question b\), answer_list\[2\]: missing field "
+                                         r"'answer_text'"):
+        build_task("qampari", [f"data_dir={folder}", f"corpus={corpus}"]).load()
+
+
+def test_missing_files_and_bad_range(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BenchError, match="no train_data.jsonl"):
+        build_task("qampari", [f"data_dir={tmp_path / 'empty'}"]).load()
+    with pytest.raises(BenchError, match="min_answers"):
+        build_task("qampari", [f"data_dir={tmp_path}", "min_answers=6", "max_answers=5"]).load()
