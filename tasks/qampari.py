@@ -6,7 +6,7 @@ Input: the QAMPARI JSONL files (`train_data.jsonl`, `dev_data.jsonl`, optionally
 "pid"}]}]}`, and a passage corpus (`-t corpus=PATH`, the chunked Wikipedia TSV `id<TAB>text<TAB>title` in the paper,
 whose passages begin with their title).
 
-Procedure (DESIGN §3), counted step by step (`bench data info qampari`):
+Procedure (docs/architecture.md §5), counted step by step (`bench data info qampari`):
 1. questions with `min_answers`..`max_answers` answers (5–8); a question with an empty answer list is skipped and
    counted;
 2. gold passages of an answer: BM25 top-`depth` (500) candidates of each of its proof snippets, kept when the passage

@@ -1,4 +1,4 @@
-"""Synthetic vector tasks (DESIGN §3): each input x has m = 5 targets y_i = T_i(x), far apart by construction.
+"""Synthetic vector tasks (docs/architecture.md §5): each input x has m = 5 targets y_i = T_i(x), far apart by construction.
 
 Six settings: {linear, mlp} × {single, multi, ood}.
 - linear: T1 = I, T2 = Ma, T3 = Mb, T4 = −Ma, T5 = −Mb (Ma, Mb random rotations), so the targets' mean is 0 and
@@ -15,7 +15,7 @@ Six settings: {linear, mlp} × {single, multi, ood}.
 Varying number of targets (`-t m=2..5`; default `m=5`, the paper's setting, generated exactly as before): input x
 keeps the first c(x) of its five targets, with c(x) = m_lo + (Σ_j 2^j·[x_j > 0]) mod (m_hi − m_lo + 1) over its first
 ⌈log2(m_hi − m_lo + 1)⌉ coordinates — a function of the input, so a model can learn how many answers a query has
-(for 2..5: c = 2 + 2·[x_0 > 0] + [x_1 > 0], each count a quarter of N(0, I) inputs). Only the kept targets enter
+(for 2..5: c = 2 + [x_0 > 0] + 2·[x_1 > 0], each count a quarter of N(0, I) inputs). Only the kept targets enter
 the corpus; the task records m = "2..5" and every query's own number of answer clusters.
 
 Defaults are CPU-sized: d = 128, 4,000 train, 500 test, 77,500 negatives, so the corpus holds 100,000 vectors

@@ -28,10 +28,10 @@ ISSUE_CASES = {
 HEADER = """# Robustness: bad inputs and faults the test suite tries
 
 Generated from the test suite by `python -m tests.robustness_table` (do not edit by hand): every row is a test marked
-`@pytest.mark.robustness`, and `tests/test_faults_table.py` fails when this file and the suite disagree. "Issue case"
-refers to the seven failures listed at the top of issue 13; each of those tests failed on the code before the fix.
+`@pytest.mark.robustness`, and `tests/e2e/test_faults_table.py` fails when this file and the suite disagree. "Failed
+before" names the failure a test was written for: each of those tests failed on the code before its fix.
 
-| # | bad input or fault | what the harness does | issue case | test |
+| # | bad input or fault | what the harness does | failed before | test |
 |---|---|---|---|---|
 """
 

@@ -64,10 +64,10 @@ def _print_plugin(registry_kind: str, name: str) -> None:
     for key, value in defaults.items():
         table.add_row(escape(names.get(key, key)), escape(repr(value)))
     out.print(table)
-    prefix = "-r " if registry_kind in ("retriever", "expander", "fuser", "reranker") else "-t " \
-        if registry_kind == "task" else ""
-    if prefix:
-        out.print(f"set with {prefix}key=value (or {prefix}{meta.name}.key=value)", highlight=False)
+    if registry_kind == "task":
+        out.print("set with -t key=value", highlight=False)
+    elif registry_kind in ("retriever", "expander", "fuser", "reranker"):
+        out.print(f"set with -r key=value (or -r {meta.name}.key=value)", highlight=False)
 
 
 @app.command("list")

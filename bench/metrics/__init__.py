@@ -37,7 +37,7 @@ class Metric:
 
     @property
     def bounds(self) -> tuple[float, float]:
-        """The range every per-query value must lie in (stored results outside it are refused on read)."""
+        """The range every per-query value lies in, as the measure declares it."""
         return float(self.meta.extra.get("lower", 0.0)), float(self.meta.extra.get("upper", 1.0))
 
     def compute(self, ranking: np.ndarray, targets: Targets) -> np.ndarray:

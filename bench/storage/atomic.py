@@ -47,7 +47,7 @@ def dir_mode() -> int:
 
 
 def _fault_point(target: Path) -> None:
-    """Fault injection for tests/test_faults.py: with BENCH_FAULT_KILL=<glob> in the environment, a process SIGKILLs
+    """Fault injection for tests/e2e/test_faults.py: with BENCH_FAULT_KILL=<glob> in the environment, a process SIGKILLs
     itself when it is about to rename a written temp file onto a target whose name matches <glob> (e.g. `*.faiss`) —
     the moment a non-atomic writer would leave a partial file. Inert when the variable is unset."""
     pattern = os.environ.get("BENCH_FAULT_KILL")

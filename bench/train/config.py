@@ -24,7 +24,7 @@ REDUCTIONS = ("example", "target")
 class TrainParams:
     """Optimisation settings shared by every trained query encoder (defaults reach the synthetic headline).
 
-    AdamW β = (0.9, 0.98), linear warm-up over `warmup` of the steps then linear decay (paper, DESIGN §4).
+    AdamW β = (0.9, 0.98), linear warm-up over `warmup` of the steps then linear decay (paper, docs/architecture.md §6).
     `batch_size` is the global batch of one optimiser step: under DDP each of N processes takes 1/N of it, and with
     `grad_accum` = A each process runs it in A micro-batches (in-batch negatives then span one micro-batch of every
     process). `reduction` says how the loss averages: `example` (mean over examples of the mean over each example's
@@ -85,7 +85,7 @@ class StopParams:
     weighs the label "another answer remains" in the stop head's cross-entropy accordingly.
     """
 
-    # λ, measured on the planted test (tests/test_learned_stop.py, d = 8, tiny backbone): with λ = 1 the head reached
+    # λ, measured on the planted test (tests/retrievers/test_amer_learned_stop.py, d = 8, tiny backbone): with λ = 1 the head reached
     # 94% count accuracy only after 1,500 steps, with λ = 4 after 600; the retrieval loss it shares the gradient
     # with (clipped jointly at 1.0) is several nats larger than the BCE, which λ = 1 leaves too weak a signal
     stop_weight: float = 4.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 SAMPLING_MODES = ("scheduled", "predicted", "teacher")
-SAMPLING_CAP = 0.8  # the one place this default is typed (DESIGN §4: p = min(0.8, step / total))
+SAMPLING_CAP = 0.8  # the one place this default is typed (docs/architecture.md §6: p = min(0.8, step / total))
 
 
 def sampling_probability(step: int, total: int, mode: str = "scheduled", cap: float = SAMPLING_CAP) -> float:

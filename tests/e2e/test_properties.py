@@ -1,5 +1,5 @@
 """Property tests (hypothesis): every reader either parses its input or raises one BenchError, never another
-exception; the metrics obey their definitions (DESIGN §2) for arbitrary rankings and answer clusters.
+exception; the metrics obey their definitions (docs/architecture.md §4) for arbitrary rankings and answer clusters.
 
 Fixed seed and bounded example counts (the `bench-ci` profile: derandomize=True), so CI sees the same examples on
 every run.
@@ -182,7 +182,7 @@ def cases(draw: st.DrawFn) -> tuple[np.ndarray, list[list[list[int]]], int]:
 
 
 def by_hand(ranking: np.ndarray, nested: list[list[list[int]]], k: int) -> tuple[list[float], list[float]]:
-    """DESIGN §2 in plain Python, independent of the vectorised code: per query (MRECALL@k, Recall@k)."""
+    """docs/architecture.md §4 in plain Python, independent of the vectorised code: per query (MRECALL@k, Recall@k)."""
     mrec, rec = [], []
     for row, clusters in zip(ranking.tolist(), nested, strict=True):
         top = {d for d in row[:k] if d >= 0}

@@ -1,4 +1,4 @@
-"""MRECALL@k and Recall@k on hand-computed cases (DESIGN §2)."""
+"""MRECALL@k and Recall@k on hand-computed cases (docs/architecture.md §4)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from bench.results import plots
 from bench.results.record import RunResult
 
 SMALL = ["-t", "d=32", "-t", "n_train=40", "-t", "n_test=60", "-t", "n_negatives=1500"]
-SIMS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # as in tests/test_report.py
+SIMS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # as in tests/results/test_report.py
 BASE = [0, 0, 0, 1, 1, 1, 1, 0, 0]
 AMER = [1, 1, 1, 1, 1, 1, 1, 0, 0]
 
@@ -34,7 +34,7 @@ def make_run(retriever: str, values: list[float], sims: list[float] = SIMS) -> R
 
 
 def test_figure1_draws_the_bin_means() -> None:
-    """Same hand-computed bins as tests/test_report.py: Q1 = {8, 7, 6}, Q2 = {5, 4}, Q3 = {3, 2}, Q4 = {1, 0}."""
+    """Same hand-computed bins as tests/results/test_report.py: Q1 = {8, 7, 6}, Q2 = {5, 4}, Q3 = {3, 2}, Q4 = {1, 0}."""
     runs = {"single-query": make_run("single-query", BASE), "amer": make_run("amer", AMER)}
     fig = plots.figure1(runs, [10])
     [ax] = fig.axes

@@ -1,4 +1,4 @@
-"""Run by tests/test_train_ddp.py under torchrun (2 CPU processes, gloo): the gathered-negatives loss of one global
+"""Run by tests/train/test_strategy.py under torchrun (2 CPU processes, gloo): the gathered-negatives loss of one global
 batch, then a short DDP training run; each rank saves what it saw to OUT/rank<r>.pt."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Synthetic task generation: deterministic, shaped as DESIGN §3 says."""
+"""Synthetic task generation: deterministic, shaped as docs/architecture.md §5 says."""
 
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ def _mean_pairwise_cos(y: np.ndarray) -> float:
 
 def test_mlp_negation_spreads_the_targets() -> None:
     """With outputs 4 and 5 negated the targets are mutually orthogonal on average; the paper-text variant leaves
-    them closer together (DESIGN §3 measured a mean pairwise cosine of about +0.04 for it)."""
+    them closer together (a mean pairwise cosine of about +0.04: +0.036 measured over 2,000 N(0, I) inputs at d = 128
+    and at d = 1024)."""
     p = SyntheticParams(d=64, n_train=10, n_test=200, n_negatives=0)
     neg = generate("mlp", "single", p)
     paper = generate("mlp", "single", SyntheticParams(d=64, n_train=10, n_test=200, n_negatives=0,

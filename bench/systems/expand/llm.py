@@ -1,5 +1,5 @@
 """`llm` query expansion: an LLM lists diverse, distinct keywords for a multi-answer question; the query becomes the
-question followed by the keywords (DESIGN §4; the paper used GPT-4.1-mini).
+question followed by the keywords (docs/architecture.md §6; the paper used GPT-4.1-mini).
 
 Any OpenAI-compatible chat endpoint works (bench/llm/client.py): OpenAI's, or the offline SmolLM2-135M-Instruct
 behind `transformers serve` (README, "Query expansion and a local LLM endpoint"). Replies are cached on disk, so a

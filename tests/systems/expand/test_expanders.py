@@ -1,4 +1,4 @@
-"""Query expanders (bench/stages/expand_*.py): reply parsers, RM3 on a hand-computed corpus, and runs of `llm`,
+"""Query expanders (bench/systems/expand/*.py): reply parsers, RM3 on a hand-computed corpus, and runs of `llm`,
 `subqueries` and `prf` on LIMIT-small through the pipeline and the CLI, the LLM ones against a real HTTP server."""
 
 from __future__ import annotations
