@@ -1,4 +1,5 @@
-"""Synthetic vector tasks (docs/architecture.md §5): each input x has m = 5 targets y_i = T_i(x), far apart by construction.
+"""Synthetic vector tasks (docs/architecture.md §5): each input x has m = 5 targets y_i = T_i(x), far apart by
+construction.
 
 Six settings: {linear, mlp} × {single, multi, ood}.
 - linear: T1 = I, T2 = Ma, T3 = Mb, T4 = −Ma, T5 = −Mb (Ma, Mb random rotations), so the targets' mean is 0 and

@@ -1,4 +1,5 @@
-"""Target diversity of queries (docs/architecture.md §4): how far apart a query's answers sit in the document encoder's space.
+"""Target diversity of queries (docs/architecture.md §4): how far apart a query's answers sit in the document encoder's
+space.
 
 What is measured, once, here (the pipeline, `bench compare` and `bench plot` only call these functions):
 

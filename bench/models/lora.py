@@ -1,7 +1,7 @@
 """LoRA adapters on a pretrained backbone (peft), and which weights a checkpoint must hold.
 
-Defaults are the paper's real-data setting (docs/architecture.md §6): rank 64, α 16, dropout 0.1 on the attention and MLP
-projections q, k, v, o, gate, up, down. Only the adapters (and the query encoder's own projections) train; the
+Defaults are the paper's real-data setting (docs/architecture.md §6): rank 64, α 16, dropout 0.1 on the attention
+and MLP projections q, k, v, o, gate, up, down. Only the adapters (and the query encoder's own projections) train; the
 base weights stay untouched, and a checkpoint holds the trainable tensors only.
 """
 

@@ -279,7 +279,8 @@ def write_trec_cluster_qrels(path: str | Path, query_ids: Sequence[str], targets
                              doc_ids: Sequence[str]) -> None:
     """TREC qrels with the answer cluster in the iteration column, `qid cluster docid 1`: the subtopic qrels of
     ndeval / ir_measures, whose `StRecall@k` equals our Recall@k even when an answer has several gold documents
-    (tests/results/test_strecall.py). `targets` is a bench.data.task.Targets; each (query, cluster, doc) is written once."""
+    (tests/results/test_strecall.py). `targets` is a bench.data.task.Targets; each (query, cluster, doc) is written
+    once."""
     seen: set[tuple[int, int, int]] = set()
     with atomic_open(path) as fh:
         for q, c, d in zip(targets.query.tolist(), targets.cluster.tolist(), targets.doc.tolist(), strict=True):

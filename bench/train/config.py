@@ -85,9 +85,10 @@ class StopParams:
     weighs the label "another answer remains" in the stop head's cross-entropy accordingly.
     """
 
-    # λ, measured on the planted test (tests/retrievers/test_amer_learned_stop.py, d = 8, tiny backbone): with λ = 1 the head reached
-    # 94% count accuracy only after 1,500 steps, with λ = 4 after 600; the retrieval loss it shares the gradient
-    # with (clipped jointly at 1.0) is several nats larger than the BCE, which λ = 1 leaves too weak a signal
+    # λ, measured on the planted test (tests/retrievers/test_amer_learned_stop.py, d = 8, tiny backbone): with λ = 1
+    # the head reached 94% count accuracy only after 1,500 steps, with λ = 4 after 600; the retrieval loss it shares
+    # the gradient with (clipped jointly at 1.0) is several nats larger than the BCE, which λ = 1 leaves too weak a
+    # signal
     stop_weight: float = 4.0
     stop_miss_weight: float = 5.0  # weight of "another answer remains" in the BCE (1 = unweighted)
 

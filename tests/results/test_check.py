@@ -139,7 +139,8 @@ def test_write_measured_round_trips(tmp_path) -> None:
 
 def _brute_force(task: str, retriever: str, metric: str, params: dict) -> float:
     """A metric of the shipped gate recomputed without the harness's search or metrics: numpy cosine similarities,
-    a stable sort (ties to the lower row, as the harness does), and MRECALL / Recall as docs/architecture.md §4 defines them."""
+    a stable sort (ties to the lower row, as the harness does), and MRECALL / Recall as docs/architecture.md §4 defines
+    them."""
     import numpy as np
 
     from bench.data.task import build_task

@@ -34,7 +34,8 @@ def make_run(retriever: str, values: list[float], sims: list[float] = SIMS) -> R
 
 
 def test_figure1_draws_the_bin_means() -> None:
-    """Same hand-computed bins as tests/results/test_report.py: Q1 = {8, 7, 6}, Q2 = {5, 4}, Q3 = {3, 2}, Q4 = {1, 0}."""
+    """Same hand-computed bins as tests/results/test_report.py:
+    Q1 = {8, 7, 6}, Q2 = {5, 4}, Q3 = {3, 2}, Q4 = {1, 0}."""
     runs = {"single-query": make_run("single-query", BASE), "amer": make_run("amer", AMER)}
     fig = plots.figure1(runs, [10])
     [ax] = fig.axes

@@ -14,7 +14,8 @@ from bench.train.objectives import LossInputs, Objective
     description="AMER: matched InfoNCE, the m predictions assigned to the m answers by the Hungarian algorithm",
 )
 class Matched(Objective):
-    """One prediction per answer, emitted autoregressively; loss `bench.train.loss.matched_infonce` (docs/architecture.md §6):
+    """One prediction per answer, emitted autoregressively; loss `bench.train.loss.matched_infonce`
+    (docs/architecture.md §6):
     InfoNCE over in-batch targets plus one random negative per positive, each example's predictions assigned to its
     targets by the Hungarian algorithm on the m × m loss matrix."""
 
