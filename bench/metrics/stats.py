@@ -1,9 +1,10 @@
 """Paired significance between retrieval systems: a vectorised, seeded paired bootstrap, and the relative gain Δ.
 
-docs/architecture.md §4: resample the query indices with replacement (10,000 resamples), recompute both systems'
-means on the same resample; p = 1 − (share of resamples whose difference has the observed sign, strictly). Ties
-count against significance, so two identical systems get p = 1. The 95% confidence interval of the difference comes from the same
-resamples (scipy.stats.bootstrap computes it from our bootstrap distribution: BCa by default, percentile on request).
+docs/architecture.md §4: resample the query indices with replacement (10,000 resamples), recompute both systems' means
+on the same resample; p = 1 − (share of resamples whose difference has the observed sign, strictly). Ties count
+against significance, so two identical systems get p = 1. The 95% confidence interval of the difference comes from the
+same resamples (scipy.stats.bootstrap computes it from our bootstrap distribution: BCa by default, percentile on
+request).
 
 Every system compared against one baseline sees the *same* resampled index sets (one draw per resample, shared), so
 a system's p-value does not depend on which other systems are in the table, and the same seed gives the same numbers.
