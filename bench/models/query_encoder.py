@@ -16,6 +16,7 @@ A pretrained backbone is fine-tuned with LoRA (default) or fully; a checkpoint t
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -117,6 +118,13 @@ class QueryEncoder(nn.Module):
         return self.rollout(prefix, m, teacher=teacher, teacher_mask=teacher_mask, use_pred=use_pred,
                             prefix_mask=mask)
 
+    def _cache_argument(self) -> str:
+        """The name the backbone's forward takes its key/value cache by: `cache` in transformers ≥ 5.x (and the tiny
+        model), `past_key_values` before (now a deprecated alias that warns)."""
+        unwrap = getattr(self.backbone, "get_base_model", None)  # a peft model: the transformers model inside
+        base: Any = unwrap() if callable(unwrap) else self.backbone
+        return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
     def rollout(
         self,
         prefix: torch.Tensor,
@@ -143,11 +151,13 @@ class QueryEncoder(nn.Module):
             positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         inputs = prefix
         outs: list[torch.Tensor] = []
+        cache_arg = self._cache_argument()
         for i in range(m):
             kwargs: dict[str, Any] = {}
             if mask is not None:
                 kwargs = {"attention_mask": mask, "position_ids": positions}
-            hidden = self.backbone(inputs_embeds=inputs, past_key_values=cache, use_cache=True, **kwargs)
+            kwargs[cache_arg] = cache
+            hidden = self.backbone(inputs_embeds=inputs, use_cache=True, **kwargs)
             q = F.normalize(self.out_proj(hidden.last_hidden_state[:, -1]).float(), dim=-1)
             outs.append(q)
             if i == m - 1:

@@ -131,7 +131,8 @@ class Logging(Hook):
         status = f"loss {self.ema:.3f}{sampling}{best_text}"
         self.progress.update(self.bar, advance=1, status=status)
         steps = trainer.cfg.steps
-        if not self.console.is_terminal and (rec.step % max(1, steps // 10) == 0 or rec.step == steps):
+        if not self.console.is_terminal and rec.step % max(1, steps // 10) == 0 and rec.step < steps:  # the last:
+            # the progress's own line when the phase ends (bench/progress.py)
             self.console.print(f"{self.label}: step {rec.step}/{steps} · {status} · "
                                f"{time.perf_counter() - self.t0:.0f} s", highlight=False)
 

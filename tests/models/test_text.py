@@ -172,3 +172,20 @@ def test_loading_a_checkpoint_over_changed_base_weights_is_an_error(tmp_path: Pa
     write_tiny_lm(folder, QUERIES, seed=2)
     with pytest.raises(BenchError, match="base weights"):
         build_retriever("amer").load_checkpoint(path)
+
+
+def test_a_text_backbone_loads_and_runs_without_library_warnings(lm: Path) -> None:
+    """Our calls cause no FutureWarning (the key/value cache goes by the name the backbone takes; peft's own read of
+    a deprecated property is filtered where we call it), and transformers' loading bars are ours."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        model = _encoder(lm).eval()  # load the pretrained LM, wrap it with LoRA
+        ex, _ = _examples(lm)
+        with torch.no_grad():
+            assert model(ex.inputs.batch(np.arange(2)), 3).shape == (2, 3, 8)
+    assert model._cache_argument() == "cache"  # transformers 5: `past_key_values` is the deprecated alias
+    assert hf_logging.is_progress_bar_enabled()  # switched off only while loading
