@@ -230,4 +230,5 @@ class AmbigQATask(Task):
             key_extra={"nq_open": [(f.name, file_sha256(f)) for f in nq_files]},
         )
         data.info["m_pred"] = p.m_pred  # AMER's vectors per query unless -r m_pred says otherwise
+        data.info["paper_gold_similarity"] = {"within": 0.90, "random": 0.77}  # the paper's appendix, this task
         return data

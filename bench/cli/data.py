@@ -2,8 +2,9 @@
 
 - `prepare --task T --corpus PATH` runs the gold-passage mapping (progress bars) and caches the prepared task
   (<cache>/tasks/<task>/<key>/: queries.jsonl, qrels/<split>.tsv with a cluster column, meta.json);
-- `info --task T` prints the questions left after each filtering step, split sizes, targets per question, and the
-  within-query vs random-pair gold similarity in a document encoder's space (paper: 0.90 vs 0.77 on AmbigQA);
+- `info --task T` prints the questions left after each filtering step, split sizes and where they come from, answers
+  per question, and the within-query vs random-pair gold similarity in a document encoder's space (with the paper's
+  figure for the task when the task records one);
 - `audit --task T` prints the leak audit (bench/data/audit.py); `--drop` shows what `-t drop_leaked=true` removes.
 """
 
@@ -16,10 +17,12 @@ from typing import Any
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.cli import options as opt
 from bench.cli.app import app
+from bench.cli.output import print_whole
 from bench.errors import BenchError
 
 out = Console()
@@ -55,7 +58,7 @@ def prepare(
     --task is ambigqa or qampari (any task with a prepared form)."""
     data = _load(task, corpus, data_dir, param)
     _print_steps(data.info)
-    out.print(f"prepared: {data.info.get('prepared', '(not a prepared task)')}")
+    say(f"prepared: {data.info.get('prepared', '(not a prepared task)')}")
 
 
 @data_app.command("info")
@@ -84,19 +87,37 @@ def info(
     if as_json:
         out.print_json(json.dumps(record, default=str))
         return
-    out.print(f"[bold]{task}[/bold] on {record['corpus']}")
+    out.print(f"[bold]{escape(task)}[/bold] on {escape(str(record['corpus']))}", highlight=False, soft_wrap=True)
     _print_steps(data.info)
-    table = Table("split", "questions", "targets / question", "min–max", "histogram of m", "gold passages / q")
+    table = Table("split", title="per split (m = answers of a question)")
+    for column in ("questions", "answers / question", "min–max", "questions with m answers",
+                   "gold passages / question"):
+        table.add_column(column, justify="right")
     for name, s in record["splits"].items():
-        hist = ", ".join(f"{k}:{v}" for k, v in s["targets_histogram"].items())
-        table.add_row(name, str(s["questions"]), f"{s['targets_mean']:.2f}", f"{s['targets_min']}–{s['targets_max']}",
+        hist = ", ".join(f"m={k}: {v}" for k, v in s["targets_histogram"].items())
+        table.add_row(name, f"{s['questions']:,}", f"{s['targets_mean']:.2f}", f"{s['targets_min']}–{s['targets_max']}",
                       hist, f"{s['gold_passages_per_question']:.1f}")
-    out.print(table)
+    print_whole(out, table)
+    say("gold passages / question: the corpus passages that contain one of the question's answers (any alias, "
+        "normalised) among the retrieved candidates; an answer is found in many passages, and hitting any one of them "
+        "counts as hitting the answer")
     if "gold_similarity" in record:
         g = record["gold_similarity"]
-        out.print(f"gold similarity ({encoder}, test split, one representative per answer): within-query mean "
-                  f"{g['within_mean']:.3f} vs random-pair mean {g['random_mean']:.3f} "
-                  f"({g['n_within_pairs']} / {g['n_random_pairs']} pairs; paper on AmbigQA: 0.90 vs 0.77)")
+        say(f"gold similarity ({encoder}, test split, one gold passage per answer): mean cosine "
+            f"{g['within_mean']:.3f} between the answers of one question ({g['n_within_pairs']:,} pairs, every pair "
+            f"of answers of every test question) vs {g['random_mean']:.3f} between answers of two random questions "
+            f"({g['n_random_pairs']:,} sampled pairs, seed {g['seed']})")
+        paper = data.info.get("paper_gold_similarity")
+        if paper:
+            say(f"  paper on {task}: {paper['within']:.2f} vs {paper['random']:.2f}, with another encoder over "
+                "~21M Wikipedia passages. Cosine levels belong to an encoder's space and corpus (MiniLM puts unrelated "
+                "texts near 0, the paper's encoder puts every passage pair high), so compare which is larger, not "
+                "the values or their ratio")
+
+
+def say(text: str) -> None:
+    """One line of explanation, never wrapped inside a path or a number (soft wrap: the terminal folds it)."""
+    out.print(escape(text), highlight=False, soft_wrap=True)
 
 
 def _gold_similarity(data: Any, encoder: str) -> dict[str, Any]:
@@ -117,16 +138,52 @@ def _print_steps(info: dict[str, Any]) -> None:
     steps = info.get("steps")
     if not steps:
         return
-    table = Table("step", *steps.keys(), title="questions left after each step")
+    table = Table("step", title="questions left after each step, per input file")
+    for src in steps:
+        table.add_column(_source(src), justify="right")
     names: list[str] = []
     for per in steps.values():
         names += [n for n in per if n not in names]
     for n in names:
         table.add_row(n, *(f"{steps[s][n]:,}" if n in steps[s] else "" for s in steps))
-    out.print(table)
-    if "split_sizes" in info:
-        out.print("splits: " + ", ".join(f"{k} {v:,}" for k, v in info["split_sizes"].items())
-                  + f"  ({info.get('split', {}).get('method', '')})")
+    print_whole(out, table)
+    sizes = info.get("split_sizes")
+    if sizes:
+        say("splits, in questions: " + " · ".join(f"{k} {v:,}" for k, v in sizes.items()))
+        record = info.get("split") or {}
+        for line in _split_origin(steps, sizes, record):
+            say("  " + line)
+        if record.get("method"):
+            say(f"  rule: {record['method']}")
+
+
+def _source(src: str) -> str:
+    return f"{src} file" if src in ("train", "dev", "test") else src
+
+
+KEPT = "every answer has a gold passage"
+
+
+def _split_origin(steps: dict[str, dict[str, int]], sizes: dict[str, int], record: dict[str, Any]) -> list[str]:
+    """Where each split's questions come from, when the counts of the steps add up to the split sizes."""
+    to_train: list[tuple[str, int]] = []
+    to_test: list[tuple[str, int]] = []
+    for src, per in steps.items():
+        groups = [(k.strip().removeprefix("of which "), v) for k, v in per.items() if k.startswith("  of which ")]
+        if groups:
+            for group, n in groups:
+                (to_test if group.endswith("test") else to_train).append((group, n))
+        elif KEPT in per:
+            (to_test if src in ("dev", "test") else to_train).append((f"{_source(src)}, kept", per[KEPT]))
+    n_train = sizes.get("train", 0) + sizes.get("val", 0)
+    lines = []
+    if to_train and sum(n for _, n in to_train) == n_train:
+        val = f"; val is a seeded {record['val_fraction']:.0%} of them" if record.get("val_fraction") else ""
+        lines.append(f"train and val together: {n_train:,} = " + " + ".join(f"{n:,} ({what})" for what, n in to_train)
+                     + val)
+    if to_test and sum(n for _, n in to_test) == sizes.get("test", -1):
+        lines.append(f"test: {sizes['test']:,} = " + " + ".join(f"{n:,} ({what})" for what, n in to_test))
+    return lines
 
 
 @data_app.command("audit")
@@ -146,19 +203,35 @@ def audit_cmd(
     if rec is None or (drop and not rec.get("drop_leaked")):
         data = apply_audit(data, drop)
         rec = data.info["audit"]
-    out.print(f"[bold]audit of {task}[/bold] (thresholds: question Jaccard ≥ {rec['question_threshold']}, "
-              f"gold-set Jaccard ≥ {rec['gold_threshold']})")
-    for kind, label in (("duplicate_questions", "test questions ≈ a train question"),
-                        ("duplicate_gold_sets", "test gold sets ≈ a train gold set")):
+    texts = {name: dict(zip(split.query_ids, split.texts or [], strict=False)) for name, split in data.splits.items()}
+
+    def question(split: str, qid: str) -> str:
+        text = texts.get(split, {}).get(qid)
+        return f"{split} {qid}" + (f" {json.dumps(text, ensure_ascii=False)}" if text else "")
+
+    say(f"audit of {task}: a test question leaks when it nearly repeats a train or val question — Jaccard ≥ "
+        f"{rec['question_threshold']} of their normalised words, or ≥ {rec['gold_threshold']} of their gold-passage "
+        "sets")
+    for kind, label in (("duplicate_questions", "test questions whose words ≈ a train question's"),
+                        ("duplicate_gold_sets", "test questions whose gold passages ≈ a train question's")):
         items = rec[kind]
-        out.print(f"{label}: {len(items)}")
+        say(f"{label}: {len(items)}")
         for d in items[:show]:
-            out.print(f"  test {d['test_id']} ~ {d['split']} {d['train_id']} (Jaccard {d['jaccard']})")
+            say(f"  {question('test', d['test_id'])}  ~  {question(d['split'], d['train_id'])}  "
+                f"(Jaccard {d['jaccard']})")
+        if len(items) > show:
+            say(f"  … and {len(items) - show} more (--show N lists more)")
     for split, n in rec["repeated_gold"].items():
-        out.print(f"{split}: {n} gold passages repeated across a question's answers; "
-                  f"{rec['questions_sharing_gold'][split]} questions with answers sharing a gold passage")
-    out.print(f"leaked test questions: {len(rec['leaked_test_questions'])}; dropped: {len(rec['dropped'])}")
-    if not rec["leaked_test_questions"] and not any(rec[k] for k in ("duplicate_questions", "duplicate_gold_sets")):
-        out.print("no leak found")
+        say(f"{split}: {n:,} (question, passage) pairs in which one passage is gold for two or more of the question's "
+            f"answers; {rec['questions_sharing_gold'][split]:,} questions have such a passage")
+    leaked = rec["leaked_test_questions"]
+    dropped = rec["dropped"]
+    say(f"leaked test questions: {len(leaked)}; dropped: {len(dropped)}"
+        + (" — drop them from a run with -t drop_leaked=true (e.g. bench run --task "
+           f"{task} --retriever minilm -t drop_leaked=true)" if leaked and not dropped else ""))
+    for qid in leaked[:show]:
+        say(f"  {question('test', qid)}")
+    if not leaked and not any(rec[k] for k in ("duplicate_questions", "duplicate_gold_sets")):
+        say("no leak found")
     if drop and rec["leaked_test_questions"] and not rec["dropped"]:
         raise BenchError("the audit found leaked test questions but dropped none")

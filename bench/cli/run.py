@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bench.cli import options as opt
 from bench.cli.app import app
+from bench.cli.output import print_whole
 from bench.registry import REGISTRIES, PluginMeta
 
 out = Console()
@@ -45,16 +46,27 @@ def _print_kind(registry_kind: str, title: str) -> None:
     width = max((len(_shown(m)) for m in items.values()), default=0)
     for meta in items.values():
         kind = f"[{meta.kind}] " if meta.kind != registry_kind else ""
-        out.print(f"  {escape(_shown(meta)).ljust(width)}  {escape(kind + meta.description)}", highlight=False,
-                  no_wrap=True, overflow="ellipsis")  # one line each; `bench list <kind> NAME` shows the rest
+        text = one_line(kind + meta.description, out.width - width - 4)  # `bench list <kind> NAME` shows the rest
+        out.print(f"  {escape(_shown(meta)).ljust(width)}  {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def one_line(text: str, width: int) -> str:
+    """`text` cut to `width` characters at a word boundary, with "…" where it was cut (never inside a word, a number
+    or a path)."""
+    if len(text) <= width:
+        return text
+    cut = text[:max(width - 2, 1) + 1]
+    cut = cut[:cut.rindex(" ")] if " " in cut else cut[:max(width - 2, 1)]
+    return cut.rstrip(" ,;:(-") + " …"
 
 
 def _print_plugin(registry_kind: str, name: str) -> None:
     """Everything about one plugin: description, how to use it, and every parameter with its default."""
-    meta, _ = REGISTRIES[registry_kind].get(name)
-    out.print(f"[bold]{escape(_shown(meta))}[/] ({escape(meta.kind)}): {escape(meta.description)}", highlight=False)
+    meta = REGISTRIES[registry_kind].all().get(name) or REGISTRIES[registry_kind].get(name)[0]  # `st:` by itself too
+    out.print(f"[bold]{escape(_shown(meta))}[/] ({escape(meta.kind)}): {escape(meta.description)}", highlight=False,
+              soft_wrap=True)
     if registry_kind in _USE:
-        out.print("use as: " + escape(_USE[registry_kind].format(name=meta.name)), highlight=False)
+        out.print("use as: " + escape(_USE[registry_kind].format(name=meta.name)), highlight=False, soft_wrap=True)
     defaults = meta.param_defaults()
     if not defaults:
         out.print("parameters: none", highlight=False)
@@ -63,7 +75,7 @@ def _print_plugin(registry_kind: str, name: str) -> None:
     names = meta.param_names()
     for key, value in defaults.items():
         table.add_row(escape(names.get(key, key)), escape(repr(value)))
-    out.print(table)
+    print_whole(out, table)
     if registry_kind == "task":
         out.print("set with -t key=value", highlight=False)
     elif registry_kind in ("retriever", "expander", "fuser", "reranker"):
@@ -83,7 +95,7 @@ def list_plugins(
     kinds = _KINDS.get(what.value, [what.value[:-1]])
     if name is not None:
         for kind in kinds:
-            if REGISTRIES[kind].has(name):
+            if REGISTRIES[kind].has(name) or name in REGISTRIES[kind].all():
                 _print_plugin(kind, name)
                 return
         REGISTRIES[kinds[0]].get(name)  # the error with the close matches
@@ -92,8 +104,10 @@ def list_plugins(
     for kind in kinds:
         _print_kind(kind, titles.get(kind, f"registered {kind}s"))
     if what is Kind.retrievers:
-        out.print("system names: retriever[params]+expander(params)@fuser(params)+reranker(params), e.g. "
-                  "'minilm+mmr', 'amer@rrf(k=60)' (see `bench list stages`)", highlight=False)
+        out.print(escape("system names: retriever[params]+expander(params)@fuser(params)+reranker(params)"),
+                  highlight=False, soft_wrap=True)
+        out.print("  e.g. 'minilm+mmr', 'amer@rrf(k=60)' (see `bench list stages`)", highlight=False, soft_wrap=True)
+        out.print("one retriever and its parameters: `bench list retrievers NAME`", highlight=False, soft_wrap=True)
 
 
 @app.command("run")
@@ -149,15 +163,34 @@ def run_cmd(
     data = check(task_obj, systems, metrics, session, results_dir)  # every system is checked before the first runs
     rows = [evaluate(task_obj, system, metrics, session, seed=seed, split=split, retrain=retrain,
                      results_dir=results_dir) for system in systems]
-    names = list(rows[0][0].summary)
-    table = Table(title=f"{task} — {split} split, {len(data.split(split))} queries")
+    print_whole(out, summary_table(f"{task} — {split} split, {len(data.split(split)):,} queries",
+                                   [result for result, _ in rows]))
+    for result, path in rows:  # whole paths, never wrapped (bench/cli/output.py)
+        out.print(f"[dim]{escape(result.system)}:[/] {escape(str(path))}", highlight=False, soft_wrap=True)
+
+
+def summary_table(title: str, results: list) -> Table:
+    """Mean of every metric of each run: a row per system and measure, a column per cutoff (narrow enough for 80
+    columns with the default metrics)."""
+    measures: list[str] = []
+    ks: list[int] = []
+    for result in results:
+        for name in result.summary:
+            measure, _, k = name.rpartition("@")
+            if measure not in measures:
+                measures.append(measure)
+            if int(k) not in ks:
+                ks.append(int(k))
+    table = Table(title=title)
     table.add_column("system")
-    for n in names:
-        table.add_column(n, justify="right")
+    table.add_column("measure")
+    for k in sorted(ks):
+        table.add_column(f"@{k}", justify="right")
     table.add_column("time (s)", justify="right")
-    for result, _ in rows:
-        table.add_row(escape(result.system), *(f"{result.summary[n]:.4f}" for n in names),
-                      f"{result.timings['total']:.1f}")  # escape: `[…]` in a system name is not markup
-    out.print(table)
-    for result, path in rows:
-        out.print(f"[dim]{escape(result.system)}: {escape(str(path))}[/]", highlight=False)
+    for result in results:
+        for i, measure in enumerate(measures):
+            values = [result.summary.get(f"{measure}@{k}") for k in sorted(ks)]
+            table.add_row(escape(result.system) if i == 0 else "", measure,  # escape: `[…]` in a name is no markup
+                          *("–" if v is None else f"{v:.4f}" for v in values),
+                          f"{result.timings['total']:.1f}" if i == 0 else "", end_section=i == len(measures) - 1)
+    return table

@@ -32,10 +32,25 @@ def test_prepare_then_info(task_args: list[str], capsys: pytest.CaptureFixture[s
     assert "user corpus psgs.tsv" in rec["corpus"]
 
 
+def test_info_explains_its_figures(task_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "info", "--task", "ambigqa", *task_args, "--encoder", "none"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "splits, in questions: train 4 · test 2" in lines
+    # where the splits come from, so "train 4" is not read as the train file's count
+    assert "  train and val together: 4 = 3 (train file, kept) + 1 (dev half → train)" in lines
+    assert "  test: 2 = 2 (dev half → test)" in lines
+    assert any(line.startswith("gold passages / question: the corpus passages that contain") for line in lines)
+    assert any("train file" in line and "dev file" in line for line in lines)  # the steps' columns are files
+
+
 def test_audit_reports_and_drops(task_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "audit", "--task", "ambigqa", *task_args]) == 0
-    text = " ".join(capsys.readouterr().out.split())
-    assert "test questions ≈ a train question:" in text
+    out = capsys.readouterr().out
+    assert '  test d3 "Who won the World Cup in 2018 and 2014?"' in out.splitlines()  # leaked: with their text
+    assert "-t drop_leaked=true" in out
+    assert "(question, passage) pairs in which one passage is gold for two or more of the question's answers" in out
+    text = " ".join(out.split())
+    assert "test questions whose words ≈ a train question's:" in text
     import re
 
     leaked = int(re.search(r"leaked test questions: (\d+); dropped: 0", text).group(1))
@@ -56,3 +71,8 @@ def test_info_gold_similarity_with_minilm(task_args: list[str], capsys: pytest.C
     rec = json.loads(capsys.readouterr().out)
     g = rec["gold_similarity"]
     assert g["n_within_pairs"] >= 1 and -1 <= g["random_mean"] <= 1 and -1 <= g["within_mean"] <= 1
+    assert main(["data", "info", "--task", "ambigqa", *task_args]) == 0
+    out = capsys.readouterr().out
+    assert f"mean cosine {g['within_mean']:.3f} between the answers of one question ({g['n_within_pairs']:,} " \
+           "pairs" in out
+    assert "paper on ambigqa: 0.90 vs 0.77, with another encoder" in out  # the paper's figure for this task

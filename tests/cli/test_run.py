@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +24,9 @@ def test_run_prints_a_table_and_writes_results(tmp_path, capsys) -> None:
                  "--results-dir", str(tmp_path), *SMALL])
     assert code == 0
     out = capsys.readouterr().out
-    assert "MRECALL@10" in out and "oracle" in out and "input" in out
+    oracle = next(line for line in out.splitlines() if line.startswith("│ oracle"))
+    assert oracle.split("│")[2].strip() == "MRECALL" and oracle.split("│")[3].strip() == "1.0000"  # @10
+    assert "@10" in out and "@100" in out and "Recall" in out and "input" in out
     files = sorted(tmp_path.glob("synthetic-linear-single/*/*.json"))
     assert [f.parent.name for f in files] == ["input", "oracle"]
     assert json.loads(files[1].read_text())["summary"]["MRECALL@10"] == 1.0
@@ -105,3 +108,45 @@ def test_sigint_mid_run_leaves_no_results_file(tmp_path) -> None:
     assert "interrupted" in err and "Traceback" not in err
     leftovers = [p for p in Path(tmp_path).rglob("*") if p.is_file() and p.suffix in (".json", ".trec", ".tmp")]
     assert leftovers == []
+
+
+def _piped_80(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """A command as a newcomer pipes it (`| less`, a CI log) on an 80-column terminal."""
+    env = {**os.environ, "COLUMNS": "80"}
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_at_80_columns_piped_no_path_or_number_is_broken(tmp_path: Path) -> None:
+    deep = tmp_path / "a-results-folder-with-a-long-name" / "and-another-level-below-it"
+    res = _piped_80(["run", "--task", "synthetic-linear-single", "--retriever", "oracle,input+mmr",
+                     "--results-dir", str(deep), *SMALL])
+    assert res.returncode == 0, res.stderr
+    paths = sorted(deep.rglob("*.json"))
+    assert len(paths) == 2 and len(str(paths[0])) > 80
+    lines = res.stdout.splitlines()
+    for path in paths:  # each path whole on the line that names its system
+        assert any(line.endswith(f": {path}") for line in lines), res.stdout
+    rows = [line for line in lines if line.startswith("│")]
+    assert all(re.fullmatch(r"[│ ]*[\w+()=.]*[│ ]+(MRECALL|Recall)[│ ]+(\d\.\d{4}[│ ]+){2}[\d.]*[│ ]*", row)
+               for row in rows), rows  # a row per system and measure: whole numbers
+    assert any(line.startswith("search: ") for line in res.stderr.splitlines())  # progress: a line per phase
+
+
+def test_list_retrievers_is_one_line_each_at_80_columns() -> None:
+    from bench.registry import RETRIEVERS
+
+    res = _piped_80(["list", "retrievers"])
+    assert res.returncode == 0
+    items = RETRIEVERS.all()
+    lines = [line for line in res.stdout.splitlines() if line.startswith("  ") and line.split()[0] in items]
+    assert [line.split()[0] for line in lines] == list(items)  # one line per retriever, in order
+    for line in lines:
+        meta = items[line.split()[0]]
+        shown = line.split(None, 1)[1]
+        full = (f"[{meta.kind}] " if meta.kind != "retriever" else "") + meta.description
+        assert len(line) <= 80, line
+        assert shown == full or (shown.endswith(" …") and full.startswith(shown[:-2])
+                                 and full[len(shown) - 2] in " ,;:(-"), (shown, full)  # cut between words
+    res = _piped_80(["list", "retrievers", "st:"])  # a prefix retriever by itself, with its parameters
+    assert res.returncode == 0 and "st:<hub id or folder>" in res.stdout and "model_path" in res.stdout

@@ -55,6 +55,7 @@ def test_five_to_eight_answer_filter_and_gold_from_proofs(tmp_path):
     assert steps["dev"] == {"questions": 2, "non-empty answer list": 2, "5–8 answers": 2,
                             "every answer has a gold passage": 1}
     assert sorted(data.splits["train"].query_ids) == ["b", "c"] and data.splits["test"].query_ids == ["x"]
+    assert data.info["paper_gold_similarity"] == {"within": 0.86, "random": 0.74}  # QAMPARI's, not AmbigQA's
     test = data.splits["test"]
     assert test.targets.n_clusters.tolist() == [6]
     ids = data.corpus.ids
