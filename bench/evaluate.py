@@ -30,7 +30,8 @@ def recipe(task: Task, system: System, metrics: Sequence[Metric], session: Sessi
     """The run as `bench cache verify --fix` replays it: recorded in the manifest of every cache entry it writes."""
     return {"task": task.name, "task_params": params_dict(task.params), "retriever": system.name,
             "retriever_params": {}, "seed": seed, "split": split, "ks": sorted({m.k for m in metrics}),
-            "index": params_dict(session.index)}
+            "index": params_dict(session.index),
+            **({"replay": False} if system.retriever_meta.extra.get("in_process") else {})}  # an object: no name
 
 
 def check(task: Task, systems: Sequence[System], metrics: Sequence[Metric], session: Session,

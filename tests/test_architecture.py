@@ -12,7 +12,7 @@ from tests.support import REPO
 PACKAGES = ("bench", "retrievers", "tasks")
 PLUGINS = ("retrievers", "tasks")
 # what runs systems: plugins and stages sit below it and reach it only through RunContext.services
-ORCHESTRATION = ("bench.systems.pipeline", "bench.systems.session", "bench.evaluate", "bench.cli")
+ORCHESTRATION = ("bench.systems.pipeline", "bench.systems.session", "bench.evaluate", "bench.api", "bench.cli")
 STAGE_PACKAGES = ("bench.systems.expand", "bench.systems.fusion", "bench.systems.rerank")
 
 

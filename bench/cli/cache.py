@@ -166,6 +166,11 @@ def _load_probe(path: Path) -> str | None:
     return None
 
 
+def _replayable(recipe: dict | None) -> bool:
+    """Whether a recipe can be run again by name (a run of an in-process encoder object cannot: rebuilt on use)."""
+    return bool(recipe and recipe.get("task") and recipe.get("replay", True))
+
+
 def _replay(recipe: dict) -> None:
     """Rebuild what a run wrote by running it again into a throw-away results folder (its caches are what is kept).
     Task parameters are `key=value` strings (manifests written before recipes were typed) or a typed mapping."""
@@ -229,9 +234,9 @@ def verify(
     for entry, _, recipe in damaged:
         dest = quarantine(entry)
         out.print(f"moved {entry} to {dest}", highlight=False, soft_wrap=True)
-        if recipe and recipe.get("task"):
+        if recipe is not None and _replayable(recipe):
             recipes[json.dumps(recipe, sort_keys=True)] = recipe
-    left = [e for e, _, r in damaged if not (r and r.get("task"))]
+    left = [e for e, _, r in damaged if not _replayable(r)]
     for recipe in recipes.values():
         what = f" with {recipe['retriever']} (seed {recipe.get('seed', 0)})" if recipe.get("retriever") else ""
         out.print(f"rebuilding: {recipe['task']}{what}", highlight=False)

@@ -15,7 +15,8 @@ from bench.cli import options as opt
 from bench.cli.app import app
 from bench.errors import BenchError
 from bench.metrics import parse_ks
-from bench.results.record import RunResult, find_runs, load_run, system_folder
+from bench.results.record import RunResult, system_folder
+from bench.results.runs import collect_runs  # the runs a command reads: shared with the Python API
 from bench.storage.atomic import atomic_open, atomic_path
 
 out = Console()
@@ -47,29 +48,6 @@ def _wide(console: Console) -> Console:
     return console
 
 
-def collect_runs(task: str | None, results_dir: Path,
-                 run_files: list[Path] | None) -> dict[str, tuple[RunResult, Path]]:
-    """label → (run, path): the given run files, or the newest run of each system on `task` under results_dir. The
-    label is the system's canonical name (a plain retriever name for runs made before systems had names)."""
-    found: dict[str, tuple[RunResult, Path]] = {}
-    if run_files:
-        for path in run_files:
-            rec = load_run(path)
-            if task and rec.task != task:
-                raise BenchError(f"{path}: a run of task {rec.task!r}, not {task!r}")
-            label = rec.system if rec.system not in found else f"{rec.system}#{rec.run_id[-8:]}"
-            found[label] = (rec, Path(path))
-        return found
-    if not task:
-        raise BenchError("give --task (or run files with --run)")
-    for path in find_runs(results_dir, task):  # oldest first, so the newest run of each system wins
-        rec = load_run(path)
-        found[rec.system] = (rec, path)
-    if not found:
-        raise BenchError(f"no runs of task {task!r} under {results_dir}; make some with `bench run --task {task} ...`")
-    return found
-
-
 def _write_or_print(text: str, output: Path | None) -> None:
     if output is None:
         print(text, end="" if text.endswith("\n") else "\n")
@@ -98,13 +76,12 @@ def compare_cmd(
 ) -> None:
     """Compare systems on one task: MRECALL@k on the whole test set and the low-similarity subset, Δ vs a baseline,
     * where a paired bootstrap gives p < 0.05. Refuses runs of different queries, corpora or splits."""
-    from bench.metrics import measure_name
-    from bench.results.report import build_comparison, render, to_rich
+    from bench.api import comparison  # the function the Python API's bench.compare returns
+    from bench.results.report import render, to_rich
 
-    runs = {label: rec for label, (rec, _) in collect_runs(task, results_dir, run_file).items()}
-    comp = build_comparison(runs, baseline=baseline, measure=measure_name(measure),
-                            ks=parse_ks(k) if k else None, bins=bins, bin_by=by.value, n_resamples=resamples,
-                            seed=seed, ci_method=ci_method.value, show_ci=ci)
+    comp = comparison(task, results_dir, runs=run_file, baseline=baseline, ks=parse_ks(k) if k else None,
+                      measure=measure, ci=ci, ci_method=ci_method.value, bins=bins, by=by.value, resamples=resamples,
+                      seed=seed)
     if fmt is Format.rich:
         if output is None:
             console = _wide(out)
