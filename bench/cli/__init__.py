@@ -23,7 +23,7 @@ except ImportError:
 
 def get_app() -> typer.Typer:
     """The app with every command module imported (each registers its commands on `app`)."""
-    from bench.cli import cache, compare, data, perf, run, train  # noqa: F401  (registration by import)
+    from bench.cli import cache, compare, data, perf, report, run, train  # noqa: F401  (registration by import)
 
     return app
 

@@ -29,6 +29,7 @@ Runs = Annotated[list[Path] | None, typer.Option(
 Cutoffs = Annotated[str | None, typer.Option("--k", help="cutoffs, e.g. 10,100")]
 Measure = Annotated[str, typer.Option("--measure", help="the measure: MRECALL or Recall (see `bench list metrics`)")]
 Output = Annotated[Path | None, typer.Option("--output", help="write to this file instead of the terminal")]
+Page = Annotated[Path, typer.Option("--output", "--out", help="the HTML page to write")]
 OutDir = Annotated[Path, typer.Option("--out-dir", help="the folder the files are written to")]
 Baseline = Annotated[str | None, typer.Option(
     "--baseline", help="the baseline system (default: single-query when present)")]
