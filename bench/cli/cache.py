@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli.app import app
+from bench.cli.output import print_whole
 from bench.errors import BenchError
 from bench.storage.cache import (
     LOCKS,
@@ -73,7 +74,7 @@ def ls(
     """List the cache's contents: one row per entry, with its size and what it holds."""
     root = cache_root()
     if not root.is_dir():
-        out.print(f"cache {root} is empty")
+        out.print(f"cache {root} is empty", soft_wrap=True)
         return
     kinds = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if kind:
@@ -96,7 +97,7 @@ def ls(
         for item in items:
             holds = _embedding_detail(item) if folder.name == "embeddings" and item.is_dir() else ""
             table.add_row(folder.name, item.name, human_bytes(_size(item)), _when(item), holds)
-    out.print(table)
+    print_whole(out, table)
     out.print(f"total {human_bytes(total)}")
 
 
@@ -125,7 +126,7 @@ def clear(
         raise click.exceptions.Abort()
     for path in targets:
         shutil.rmtree(path)
-    out.print(f"removed {what} from {root}: {human_bytes(size)} freed")
+    out.print(f"removed {what} from {root}: {human_bytes(size)} freed", soft_wrap=True)
 
 
 def _load_probe(path: Path) -> str | None:

@@ -54,7 +54,7 @@ def _write_or_print(text: str, output: Path | None) -> None:
         return
     with atomic_open(output) as fh:
         fh.write(text)
-    err.print(f"[dim]wrote {output}[/]", highlight=False)
+    err.print(f"[dim]wrote {output}[/]", highlight=False, soft_wrap=True)
 
 
 @app.command("compare")
@@ -153,7 +153,7 @@ def plot_cmd(
         name = "-".join(sorted(per_task)) if len(per_task) <= 3 else f"{len(per_task)}-tasks"
         written += plots.save(plots.figure6(per_task), out_dir / f"fig6-{name}-gold-similarity")
     for path in written:
-        out.print(f"wrote {path}", highlight=False)
+        out.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
 
 @app.command("check")
@@ -176,7 +176,7 @@ def check_cmd(
     _wide(out).print(check.outcome_table(outcomes, f"bench check {path.name}"))
     if write_measured is not None:
         check.write_measured(outcomes, write_measured)
-        err.print(f"[dim]wrote measured values to {write_measured}[/]", highlight=False)
+        err.print(f"[dim]wrote measured values to {write_measured}[/]", highlight=False, soft_wrap=True)
     failed = [o for o in outcomes if o.failed]
     if failed:
         err.print(f"[bold red]check failed[/]: {len(failed)} of {len(outcomes)} values left their tolerance")
@@ -209,7 +209,7 @@ def export_cmd(
         dest = out_dir / f"{system_folder(label)}.trec"  # `st:/a/model` must not become a path
         with atomic_path(dest) as tmp:
             shutil.copyfile(trec, tmp)
-        out.print(f"wrote {dest}", highlight=False)
+        out.print(f"wrote {dest}", highlight=False, soft_wrap=True)
     data = build_task(first.task, first.task_params).load()
     if data.data_hash() != first.data_hash:
         raise BenchError(f"task {first.task} with the run's parameters no longer yields the data the run used "
@@ -219,7 +219,7 @@ def export_cmd(
         raise BenchError(f"task {first.task}: query ids differ from run {first.run_id}")
     qrels = out_dir / f"{first.task}.{first.split}.qrels"
     write_trec_qrels(qrels, split.query_ids, split.targets, data.corpus.ids)
-    out.print(f"wrote {qrels}", highlight=False)
+    out.print(f"wrote {qrels}", highlight=False, soft_wrap=True)
     subtopic = out_dir / f"{first.task}.{first.split}.subtopic.qrels"
     write_trec_cluster_qrels(subtopic, split.query_ids, split.targets, data.corpus.ids)
-    out.print(f"wrote {subtopic}", highlight=False)
+    out.print(f"wrote {subtopic}", highlight=False, soft_wrap=True)

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from bench.cli import options as opt
 from bench.cli.app import app
+from bench.cli.output import print_whole
 from bench.errors import BenchError
 from bench.storage.atomic import atomic_open
 from bench.storage.versions import package_versions
@@ -97,7 +98,7 @@ def train_cmd(
     table.add_row("best validation loss", f"{info['best_val_loss']:.4f}" if info["best_val_loss"] is not None else "-")
     table.add_row("training time (s)", str(info["train_seconds"]))
     table.add_row("wall time (s)", f"{time.perf_counter() - t0:.1f}")
-    out.print(table)
+    print_whole(out, table)  # a checkpoint path is never wrapped (bench/cli/output.py)
 
 
 def _load() -> str:
@@ -174,8 +175,8 @@ def repro_synthetic(
         table.add_row(str(row["task"]), f"{a['MRECALL@10']:.3f}", f"{a['MRECALL@100']:.3f}",  # type: ignore[index]
                       f"{s['MRECALL@10']:.3f}", f"{s['MRECALL@100']:.3f}",  # type: ignore[index]
                       f"{a['wall']:.0f}", f"{s['wall']:.0f}")  # type: ignore[index]
-    out.print(table)
-    out.print(f"[dim]table written to {out_file}[/]", highlight=False)
+    print_whole(out, table)
+    out.print(f"[dim]table written to {out_file}[/]", highlight=False, soft_wrap=True)
 
 
 def _markdown(rows: list[dict], *, command: str, started: str, total: float, load_start: str, load_end: str,
