@@ -81,6 +81,10 @@ def test_an_encoder_object_runs_on_a_text_task(tmp_path: Path, shared_data: Path
         f"{m}@{k}" for m in ("MRECALL", "Recall") for k in (2, 10, 20)}  # the task's own cutoffs
     assert result.record.retriever_info["in_process"] is True
     assert json.loads(result.path.read_text())["system"] == "encoder:hashing-64"
+    from bench.results.page import build_report
+
+    page = build_report(["limit-small"], tmp_path)  # the report shows it, with no `bench run` line it cannot have
+    assert 'data-system="encoder:hashing-64"' in page and "an encoder object evaluated in-process" in page
 
 
 @pytest.mark.slow
