@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -14,6 +15,9 @@ from bench.cli import options as opt
 from bench.cli.app import app
 from bench.cli.output import print_whole
 from bench.registry import REGISTRIES, PluginMeta
+
+if TYPE_CHECKING:
+    from bench.results.record import RunResult
 
 out = Console()
 
@@ -169,7 +173,7 @@ def run_cmd(
         out.print(f"[dim]{escape(result.system)}:[/] {escape(str(path))}", highlight=False, soft_wrap=True)
 
 
-def summary_table(title: str, results: list) -> Table:
+def summary_table(title: str, results: list[RunResult]) -> Table:
     """Mean of every metric of each run: a row per system and measure, a column per cutoff (narrow enough for 80
     columns with the default metrics)."""
     measures: list[str] = []
