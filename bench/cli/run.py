@@ -180,11 +180,11 @@ def summary_table(title: str, results: list[RunResult]) -> Table:
     ks: list[int] = []
     for result in results:
         for name in result.summary:
-            measure, _, k = name.rpartition("@")
+            measure, _, cutoff = name.rpartition("@")
             if measure not in measures:
                 measures.append(measure)
-            if int(k) not in ks:
-                ks.append(int(k))
+            if int(cutoff) not in ks:
+                ks.append(int(cutoff))
     table = Table(title=title)
     table.add_column("system")
     table.add_column("measure")
