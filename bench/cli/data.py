@@ -92,7 +92,7 @@ def info(
     table = Table("split", title="per split (m = answers of a question)")
     for column in ("questions", "answers / question", "min–max", "questions with m answers",
                    "gold passages / question"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="left" if column.startswith("questions with") else "right")
     for name, s in record["splits"].items():
         hist = ", ".join(f"m={k}: {v}" for k, v in s["targets_histogram"].items())
         table.add_row(name, f"{s['questions']:,}", f"{s['targets_mean']:.2f}", f"{s['targets_min']}–{s['targets_max']}",
@@ -110,9 +110,9 @@ def info(
         paper = data.info.get("paper_gold_similarity")
         if paper:
             say(f"  paper on {task}: {paper['within']:.2f} vs {paper['random']:.2f}, with another encoder over "
-                "~21M Wikipedia passages. Cosine levels belong to an encoder's space and corpus (MiniLM puts unrelated "
-                "texts near 0, the paper's encoder puts every passage pair high), so compare which is larger, not "
-                "the values or their ratio")
+                "~21M Wikipedia passages. Each encoder has its own level for unrelated texts (random pairs average "
+                f"{g['random_mean']:.3f} here, {paper['random']:.2f} in the paper) and the corpus differs, so compare "
+                "which of the two is larger, not the values or their ratio")
 
 
 def say(text: str) -> None:
