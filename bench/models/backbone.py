@@ -7,7 +7,9 @@ token ids: a synthetic query is one projected vector, a text query (a later issu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from bench.errors import BenchError
-from bench.progress import loading
+from bench.progress import STDERR, loading
 
 ARCHS = ("llama", "qwen2", "tiny")  # tiny: bench/models/tiny.py, the Llama design in plain torch
 
@@ -87,10 +89,40 @@ def load_pretrained(name_or_path: str) -> nn.Module:
 
     local = Path(name_or_path).expanduser()
     try:
-        with loading("backbone", name_or_path):  # transformers' own loading bars folded into ours
-            return AutoModel.from_pretrained(str(local) if local.exists() else name_or_path, local_files_only=True)
+        # transformers' own loading bars and load report folded into ours: the report's one expected entry, the LM
+        # head the base model leaves out, is no news; anything else it would report is one warning line below
+        with loading("backbone", name_or_path), _without_load_report():
+            model, info = AutoModel.from_pretrained(str(local) if local.exists() else name_or_path,
+                                                    local_files_only=True, output_loading_info=True)
     except (OSError, ValueError) as exc:
         raise BenchError(f"backbone {name_or_path!r}: cannot load a pretrained model offline ({exc})") from None
+    odd = {"missing (initialised at random)": list(info.get("missing_keys") or []),
+           "unexpected": [k for k in info.get("unexpected_keys") or [] if not k.startswith("lm_head.")],
+           "of another shape": [str(k) for k in info.get("mismatched_keys") or []]}
+    for what, keys in odd.items():
+        if keys:
+            STDERR.print(f"[yellow]warning:[/] backbone {name_or_path}: {len(keys)} weights {what}: "
+                         f"{', '.join(keys[:5])}{' …' if len(keys) > 5 else ''}", highlight=False, markup=True,
+                         soft_wrap=True)
+    return model  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _without_load_report() -> Iterator[None]:
+    """transformers' table of the keys a load skipped or missed (logged as a warning), held back meanwhile."""
+    import logging
+
+    class Skip(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "LOAD REPORT" not in record.getMessage()
+
+    logger = logging.getLogger("transformers.modeling_utils")
+    skip = Skip()
+    logger.addFilter(skip)
+    try:
+        yield
+    finally:
+        logger.removeFilter(skip)
 
 
 def hidden_size(backbone: nn.Module) -> int:
