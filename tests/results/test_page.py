@@ -64,3 +64,20 @@ def test_a_task_with_nothing_to_bin_says_why(tmp_path: Path) -> None:
     rec_path.write_text(json.dumps(doc))
     page = build_report(["synthetic-linear-single"], tmp_path)
     assert "<svg" not in page and page.count("not available:") == 2
+
+
+def test_the_audit_of_a_real_task_is_spelled_out(results: Path) -> None:
+    from bench.results.page import audit_of
+
+    (rec, _), *_ = collect_runs("synthetic-linear-single", results, None).values()
+    assert not audit_of(rec).ran  # a synthetic task records none, and the page says so
+    rec.task_info["audit"] = {"ran": True, "question_threshold": 0.9, "gold_threshold": 0.9,
+                              "duplicate_questions": [], "duplicate_gold_sets": [{"test_id": "q7"}],
+                              "repeated_gold": {"test": 12}, "questions_sharing_gold": {"test": 5},
+                              "leaked_test_questions": ["q7"], "dropped": []}
+    lines = audit_of(rec).lines
+    assert "test gold sets ≈ a train gold set: 1" in lines
+    assert ("test: 12 (question, passage) pairs where one passage is gold for two or more of the question's answers; "
+            "5 questions have such a passage") in lines
+    assert "leaked test questions: 1 (q7)" in lines
+    assert "dropped from this run's test split: 0 (drop them with -t drop_leaked=true)" in lines
