@@ -87,20 +87,25 @@ def info(
     if as_json:
         out.print_json(json.dumps(record, default=str))
         return
-    out.print(f"[bold]{escape(task)}[/bold] on {escape(str(record['corpus']))}", highlight=False, soft_wrap=True)
+    corpus = record["corpus"]
+    where = corpus.get("path", corpus) if isinstance(corpus, dict) else corpus  # a label, else the corpus file
+    out.print(f"[bold]{escape(task)}[/bold] on {escape(str(where))}", highlight=False, soft_wrap=True)
     _print_steps(data.info)
     table = Table("split", title="per split (m = answers of a question)")
     for column in ("questions", "answers / question", "min–max", "questions with m answers",
                    "gold passages / question"):
         table.add_column(column, justify="left" if column.startswith("questions with") else "right")
     for name, s in record["splits"].items():
-        hist = ", ".join(f"m={k}: {v}" for k, v in s["targets_histogram"].items())
+        hist = ", ".join(f"m={k}: {v:,}" for k, v in s["targets_histogram"].items())
         table.add_row(name, f"{s['questions']:,}", f"{s['targets_mean']:.2f}", f"{s['targets_min']}–{s['targets_max']}",
                       hist, f"{s['gold_passages_per_question']:.1f}")
     print_whole(out, table)
-    say("gold passages / question: the corpus passages that contain one of the question's answers (any alias, "
-        "normalised) among the retrieved candidates; an answer is found in many passages, and hitting any one of them "
-        "counts as hitting the answer")
+    if data.info.get("gold_mapping"):  # gold passages found by alias matching (tasks/multianswer.py)
+        say("gold passages / question: the corpus passages that contain one of the question's answers (any alias, "
+            "normalised) among the retrieved candidates; an answer is found in many passages, and hitting any one of "
+            "them counts as hitting the answer")
+    else:
+        say("gold passages / question: the relevant documents of a question in the task's relevance judgements")
     if "gold_similarity" in record:
         g = record["gold_similarity"]
         say(f"gold similarity ({encoder}, test split, one gold passage per answer): mean cosine "

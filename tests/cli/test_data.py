@@ -40,6 +40,7 @@ def test_info_explains_its_figures(task_args: list[str], capsys: pytest.CaptureF
     assert "  train and val together: 4 = 3 (train file, kept) + 1 (dev half → train)" in lines
     assert "  test: 2 = 2 (dev half → test)" in lines
     assert any(line.startswith("gold passages / question: the corpus passages that contain") for line in lines)
+    assert lines[0].startswith("ambigqa on user corpus psgs.tsv")
     assert any("train file" in line and "dev file" in line for line in lines)  # the steps' columns are files
 
 
@@ -76,3 +77,12 @@ def test_info_gold_similarity_with_minilm(task_args: list[str], capsys: pytest.C
     assert f"mean cosine {g['within_mean']:.3f} between the answers of one question ({g['n_within_pairs']:,} " \
            "pairs" in out
     assert "paper on ambigqa: 0.90 vs 0.77, with another encoder" in out  # the paper's figure for this task
+
+
+def test_info_of_a_task_without_a_corpus_label_names_its_corpus_file(shared_data: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "info", "--task", "limit-small", "--encoder", "none"]) == 0
+    out = capsys.readouterr().out
+    task, _, corpus = out.splitlines()[0].partition(" on ")
+    assert task == "limit-small" and Path(corpus).resolve() == (shared_data / "limit-small" / "corpus.jsonl").resolve()
+    assert "m=2: 1,000" in out and "the relevant documents of a question in the task's relevance judgements" in out
