@@ -116,7 +116,7 @@ def test_check_writable_creates_missing_folders_and_free_space(tmp_path: Path) -
     from bench.storage.preflight import check_free_space, check_writable
 
     assert check_writable(tmp_path / "a" / "b").is_dir()
-    with pytest.raises(BenchError, match=r"needs about 1024.0 TB on .*, only .* free"):
+    with pytest.raises(BenchError, match=r"needs about 1024.0 TB on .*, plus the margin of 64 MiB .*; only .* free"):
         check_free_space(tmp_path, 1 << 50, "the cache")
     check_free_space(tmp_path, 1, "the cache")
 
