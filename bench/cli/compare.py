@@ -10,12 +10,13 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from bench.cli import options as opt
 from bench.cli.app import app
 from bench.errors import BenchError
 from bench.metrics import parse_ks
-from bench.results.record import RunResult, find_runs, load_run, system_folder
+from bench.results.record import RunResult, latest_runs, load_run, system_folder
 from bench.storage.atomic import atomic_open, atomic_path
 
 out = Console()
@@ -49,8 +50,8 @@ def _wide(console: Console) -> Console:
 
 def collect_runs(task: str | None, results_dir: Path,
                  run_files: list[Path] | None) -> dict[str, tuple[RunResult, Path]]:
-    """label → (run, path): the given run files, or the newest run of each system on `task` under results_dir. The
-    label is the system's canonical name (a plain retriever name for runs made before systems had names)."""
+    """label → (run, path): the given run files, or the newest valid run of each system on `task` under results_dir.
+    The label is the system's canonical name (a plain retriever name for runs made before systems had names)."""
     found: dict[str, tuple[RunResult, Path]] = {}
     if run_files:
         for path in run_files:
@@ -62,9 +63,7 @@ def collect_runs(task: str | None, results_dir: Path,
         return found
     if not task:
         raise BenchError("give --task (or run files with --run)")
-    for path in find_runs(results_dir, task):  # oldest first, so the newest run of each system wins
-        rec = load_run(path)
-        found[rec.system] = (rec, path)
+    found = latest_runs(results_dir, task)  # a file that does not read back is a warning naming it, then skipped
     if not found:
         raise BenchError(f"no runs of task {task!r} under {results_dir}; make some with `bench run --task {task} ...`")
     return found
@@ -76,7 +75,7 @@ def _write_or_print(text: str, output: Path | None) -> None:
         return
     with atomic_open(output) as fh:
         fh.write(text)
-    err.print(f"[dim]wrote {output}[/]", highlight=False)
+    err.print(f"[dim]wrote {escape(str(output))}[/]", highlight=False)
 
 
 @app.command("compare")
@@ -156,7 +155,8 @@ def plot_cmd(
             ks = list(parse_ks(k)) if k else available_ks(runs, measure)
             base = baseline if baseline in runs else None
             if baseline and base is None:
-                err.print(f"[yellow]{t}[/]: no {baseline!r} run; bins use the default baseline", highlight=False)
+                err.print(f"[yellow]{escape(t)}[/]: no {escape(repr(baseline))} run; bins use the default baseline",
+                          highlight=False)
             fig = plots.figure1(runs, ks, measure, by.value, by_answers, base)
             suffix = "-by-answers" if by_answers else ""
             written += plots.save(fig, out_dir / f"fig1-{safe}-{measure.lower()}{suffix}")
@@ -166,7 +166,8 @@ def plot_cmd(
             elif figure.strip() != "all":
                 plots.figure5(runs)  # raises the explanation
             else:
-                err.print(f"[yellow]Figure 5 skipped for {t}[/]: no run records output diversity (AMER runs do)")
+                err.print(f"[yellow]Figure 5 skipped for {escape(t)}[/]: no run records output diversity "
+                          "(AMER runs do)")
         with_gold = [r for r in runs.values() if plots.gold_similarity_of(r)]
         if with_gold:
             per_task[t] = with_gold[-1]
@@ -176,7 +177,7 @@ def plot_cmd(
         name = "-".join(sorted(per_task)) if len(per_task) <= 3 else f"{len(per_task)}-tasks"
         written += plots.save(plots.figure6(per_task), out_dir / f"fig6-{name}-gold-similarity")
     for path in written:
-        out.print(f"wrote {path}", highlight=False)
+        out.print(f"wrote {escape(str(path))}", highlight=False, soft_wrap=True)
 
 
 @app.command("check")
@@ -195,11 +196,12 @@ def check_cmd(
     path = check.resolve_file(file)
     expectations = check.load_expectations(path)
     outcomes = check.measure(expectations, read_dir=read, results_dir=results_dir, one_sided=one_sided,
-                             on_run=lambda e: err.print(f"[dim]running {e.retriever} on {e.task}[/]", highlight=False))
+                             on_run=lambda e: err.print(f"[dim]running {escape(e.retriever)} on {escape(e.task)}[/]",
+                                                         highlight=False))
     _wide(out).print(check.outcome_table(outcomes, f"bench check {path.name}"))
     if write_measured is not None:
         check.write_measured(outcomes, write_measured)
-        err.print(f"[dim]wrote measured values to {write_measured}[/]", highlight=False)
+        err.print(f"[dim]wrote measured values to {escape(str(write_measured))}[/]", highlight=False)
     failed = [o for o in outcomes if o.failed]
     if failed:
         err.print(f"[bold red]check failed[/]: {len(failed)} of {len(outcomes)} values left their tolerance")
@@ -232,7 +234,7 @@ def export_cmd(
         dest = out_dir / f"{system_folder(label)}.trec"  # `st:/a/model` must not become a path
         with atomic_path(dest) as tmp:
             shutil.copyfile(trec, tmp)
-        out.print(f"wrote {dest}", highlight=False)
+        out.print(f"wrote {escape(str(dest))}", highlight=False, soft_wrap=True)  # `[` is no markup
     data = build_task(first.task, first.task_params).load()
     if data.data_hash() != first.data_hash:
         raise BenchError(f"task {first.task} with the run's parameters no longer yields the data the run used "
@@ -242,7 +244,7 @@ def export_cmd(
         raise BenchError(f"task {first.task}: query ids differ from run {first.run_id}")
     qrels = out_dir / f"{first.task}.{first.split}.qrels"
     write_trec_qrels(qrels, split.query_ids, split.targets, data.corpus.ids)
-    out.print(f"wrote {qrels}", highlight=False)
+    out.print(f"wrote {escape(str(qrels))}", highlight=False, soft_wrap=True)
     subtopic = out_dir / f"{first.task}.{first.split}.subtopic.qrels"
     write_trec_cluster_qrels(subtopic, split.query_ids, split.targets, data.corpus.ids)
-    out.print(f"wrote {subtopic}", highlight=False)
+    out.print(f"wrote {escape(str(subtopic))}", highlight=False, soft_wrap=True)
