@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.cli import options as opt
@@ -55,7 +56,7 @@ def prepare(
     --task is ambigqa or qampari (any task with a prepared form)."""
     data = _load(task, corpus, data_dir, param)
     _print_steps(data.info)
-    out.print(f"prepared: {data.info.get('prepared', '(not a prepared task)')}")
+    out.print(f"prepared: {escape(str(data.info.get('prepared', '(not a prepared task)')))}", highlight=False)
 
 
 @data_app.command("info")
@@ -84,7 +85,7 @@ def info(
     if as_json:
         out.print_json(json.dumps(record, default=str))
         return
-    out.print(f"[bold]{task}[/bold] on {record['corpus']}")
+    out.print(f"[bold]{escape(task)}[/bold] on {escape(str(record['corpus']))}", highlight=False)
     _print_steps(data.info)
     table = Table("split", "questions", "targets / question", "min–max", "histogram of m", "gold passages / q")
     for name, s in record["splits"].items():
@@ -146,7 +147,7 @@ def audit_cmd(
     if rec is None or (drop and not rec.get("drop_leaked")):
         data = apply_audit(data, drop)
         rec = data.info["audit"]
-    out.print(f"[bold]audit of {task}[/bold] (thresholds: question Jaccard ≥ {rec['question_threshold']}, "
+    out.print(f"[bold]audit of {escape(task)}[/bold] (thresholds: question Jaccard ≥ {rec['question_threshold']}, "
               f"gold-set Jaccard ≥ {rec['gold_threshold']})")
     for kind, label in (("duplicate_questions", "test questions ≈ a train question"),
                         ("duplicate_gold_sets", "test gold sets ≈ a train gold set")):

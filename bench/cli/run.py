@@ -150,7 +150,7 @@ def run_cmd(
     rows = [evaluate(task_obj, system, metrics, session, seed=seed, split=split, retrain=retrain,
                      results_dir=results_dir) for system in systems]
     names = list(rows[0][0].summary)
-    table = Table(title=f"{task} — {split} split, {len(data.split(split))} queries")
+    table = Table(title=f"{escape(task)} — {escape(split)} split, {len(data.split(split))} queries")
     table.add_column("system")
     for n in names:
         table.add_column(n, justify="right")
@@ -160,4 +160,4 @@ def run_cmd(
                       f"{result.timings['total']:.1f}")  # escape: `[…]` in a system name is not markup
     out.print(table)
     for result, path in rows:
-        out.print(f"[dim]{escape(result.system)}: {escape(str(path))}[/]", highlight=False)
+        out.print(f"[dim]{escape(result.system)}: {escape(str(path))}[/]", highlight=False, soft_wrap=True)
