@@ -15,11 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.data.task import Task, TaskData, build_task
+from bench.errors import BenchError
+from bench.index.spec import check_trainable
 from bench.metrics import Metric, check_cutoffs, default_metrics
 from bench.params import Pairs, params_dict
+from bench.progress import warn
 from bench.results.record import RunResult, save_run
-from bench.storage.preflight import preflight
+from bench.storage.preflight import check_free_space, planned_results_bytes, preflight
 from bench.systems import pipeline
 from bench.systems.build import System, build_system, check_system
 from bench.systems.session import Session
@@ -42,6 +47,11 @@ def check(task: Task, systems: Sequence[System], metrics: Sequence[Metric], sess
     check_cutoffs(metrics, len(data.corpus), task.name)
     for system in systems:
         check_system(system, data)
+    if any(system.retriever.produces == "vectors" for system in systems):
+        check_trainable(session.index, len(data.corpus), f"the corpus of {task.name}")
+    n_queries = max(len(split) for split in data.splits.values())
+    check_free_space(results_dir, planned_results_bytes(n_queries, max(m.k for m in metrics), len(metrics),
+                                                        len(systems)), f"the results of {len(systems)} run(s)")
     return data
 
 
@@ -49,17 +59,35 @@ def evaluate(task: Task, system: System, metrics: Sequence[Metric], session: Ses
              split: str = "test", retrain: bool = False, results_dir: str | Path = "results") -> tuple[RunResult, Path]:
     """Run one built system on the task (checked already: `check`) and store its record atomically; returns the
     record and the path of its JSON file."""
+    if seed < 0:
+        raise BenchError(f"seed must be ≥ 0, got {seed}")
     t0 = time.perf_counter()
     data = session.task_data(task)
     load = time.perf_counter() - t0
     outcome = pipeline.run(system, data, split, metrics, session, seed=seed, retrain=retrain,
                            recipe=recipe(task, system, metrics, session, seed, split))
+    if all_scores_tied(outcome.candidates.scores):
+        note = (f"system {system.name}: on every query of {task.name} ({split}) all retrieved documents have the same "
+                "score: the rankings are ties broken by corpus order, so these figures do not measure retrieval")
+        warn(note, session.console)
+        outcome.extra.setdefault("warnings", []).append(note)
     timings = {"load_task": load, **outcome.timings, "total": time.perf_counter() - t0}
     record = RunResult.of_run(task, data, system, outcome, metrics, seed=seed, split=split, index=session.index,
                               timings=timings)
     path = save_run(record, results_dir, ranking=outcome.candidates.rows, doc_ids=data.corpus.ids,
                     scores=outcome.candidates.scores)
     return record, path
+
+
+def all_scores_tied(scores: np.ndarray) -> bool:
+    """Whether every query that retrieved two or more documents scored them all alike (a degenerate run: an empty
+    corpus, a constant encoder); queries with fewer real scores say nothing and are left out."""
+    finite = np.isfinite(scores)
+    ranked = finite.sum(axis=1) >= 2
+    if not ranked.any():
+        return False
+    s = np.where(finite, scores, np.nan)[ranked]
+    return bool(np.all(np.nanmax(s, axis=1) == np.nanmin(s, axis=1)))
 
 
 def evaluate_named(task: str, system: str, ks: Sequence[int] = (10, 100), task_params: Pairs = (),

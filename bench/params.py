@@ -108,6 +108,8 @@ def _typed(owner: str, name: str, raw: Any, hint: Any) -> Any:
         return tuple(_typed(owner, name, x, inner) for x in raw)
     if isinstance(raw, str):
         return convert(owner, name, raw, hint)
+    if isinstance(raw, float) and not math.isfinite(raw):  # a typed value (a YAML file, a stored run): as `convert`
+        raise BenchError(f"{owner}: parameter {name}={raw!r} must be a finite number")
     return raw
 
 
@@ -130,15 +132,30 @@ def parse_params(cls: type | None, owner: str, pairs: Pairs = ()) -> Any:
             known = ", ".join(f.metadata.get("alias", f.name) for f in fields.values())
             raise BenchError(f"{owner}: unknown parameter {key!r}; known: {known}")
         values[name] = _typed(owner, name, raw, hints[name])
+        if is_seed(name) and isinstance(values[name], int) and values[name] < 0:  # numpy takes seeds ≥ 0 only
+            raise BenchError(f"{owner}: parameter {name}={values[name]} must be ≥ 0 (a seed)")
     try:
         return cls(**values)
     except (ValueError, TypeError) as exc:
         raise BenchError(f"{owner}: {exc}") from None
 
 
+def is_seed(name: str) -> bool:
+    """Whether a parameter is a seed (`seed`, `split_seed`, …): an integer ≥ 0, checked where it is parsed."""
+    return name == "seed" or name.endswith("_seed")
+
+
 def params_dict(params: Any) -> dict[str, Any]:
-    """All parameter values, defaults included, so a result shows what it ran with."""
-    return {} if params is None else dataclasses.asdict(params)
+    """All parameter values, defaults included, so a result shows what it ran with. A field whose metadata has a
+    `stored` function is recorded through it (an endpoint URL without its credentials: bench/llm/redact.py)."""
+    if params is None:
+        return {}
+    out = dataclasses.asdict(params)
+    for f in dataclasses.fields(params):
+        stored = f.metadata.get("stored")
+        if stored is not None and out.get(f.name) is not None:
+            out[f.name] = stored(out[f.name])
+    return out
 
 
 def positive(owner: object, **values: float) -> None:

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -114,3 +115,6 @@ def loading(what: str, status: str = "", console: Console | None = None) -> Iter
     finally:
         for undo in restore:
             undo()
+def warn(message: str, console: Console | None = None) -> None:
+    """One `warning:` line on stderr; the message is printed as is (a `[…]` in a name or path is not markup)."""
+    (console or STDERR).print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)

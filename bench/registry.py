@@ -189,5 +189,6 @@ def register_objective(name: str, *, description: str, **extra: Any):  # type: i
 
 def register_metric(name: str, *, description: str, lower: float = 0.0, upper: float = 1.0, **extra: Any):  # type: ignore[no-untyped-def]
     """Register a measure: `fn(ranking, targets, k) -> per-query values` in [lower, upper], named `NAME@k` in runs
-    (bench.metrics.Metric)."""
+    (bench.metrics.Metric); `whole=True` when every per-query value is a whole number (a count, or 0 / 1). Results
+    read back are held to both."""
     return METRICS.register(name, description=description, lower=lower, upper=upper, **extra)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.markup import escape
 
 from bench.data.task import Split, TaskData
 from bench.errors import BenchError, DamagedEntry
@@ -196,7 +197,7 @@ class TrainedQueryEncoder(VectorRetriever):
         load_or_build(path, lambda tmp: self.train(ctx, dest=tmp), load, rebuild=ctx.retrain,
                       packages=("torch", "safetensors", "transformers", "peft"), recipe=ctx.recipe)
         if not self.trained_now:
-            ctx.console.print(f"[dim]{self.name}: using checkpoint {path}[/]", highlight=False)
+            ctx.console.print(f"[dim]{escape(self.name)}: using checkpoint {escape(str(path))}[/]", highlight=False)
 
     def build_model(self, ctx: RunContext, d_query: int, d_doc: int) -> QueryEncoder:
         """A freshly initialised query encoder for this task (seeded by the run's seed)."""

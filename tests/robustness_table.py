@@ -23,6 +23,21 @@ ISSUE_CASES = {
     5: "non-UTF-8 YAML in `bench check` is a UnicodeDecodeError",
     6: "two runs on one cache train the same checkpoint twice",
     7: "files are written with mode 0600",
+    8: "credentials inside the LLM URL are written to every results JSON and printed in error lines",
+    9: "`bench cache verify` calls a re-scanned corpus record corrupt; a fresh cache has 3 entries without a manifest",
+    10: "`bench cache verify --fix` quarantines an entry a running encode is writing",
+    11: "a results file with impossible values (MRECALL@10 = 5.0) is accepted; `compare` prints 500.00*",
+    12: "an all-empty corpus and scores tied across a whole run pass without a word",
+    13: "one broken old results file blocks every `bench compare` of the task",
+    14: "a full disk ends in a traceback after the work (`basic_ios::clear: iostream error` from torch.save)",
+    15: "a 5,000-character system name trains, then fails with 'File name too long'",
+    16: "an approximate index too large for the corpus is a FAISS traceback about training points",
+    17: "a negative seed is a numpy traceback; a diverging lr a scipy traceback at step 3",
+    18: "under LC_ALL=C the results are written, then printing '—' is a UnicodeEncodeError",
+    19: "the disk check refuses with more free than it says it needs: its 64 MiB margin is not said",
+    20: "rich markup eats a system name's brackets: `wrote …/amer.trec` for amer[steps=50]",
+    21: "a qrels TSV with a comma-separated header fails as \"field 'score' must be a number\"",
+    22: "with HOME unusable and no $BENCH_CACHE_DIR the error blames $BENCH_CACHE_DIR",
 }
 
 HEADER = """# Robustness: bad inputs and faults the test suite tries

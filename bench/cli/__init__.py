@@ -28,8 +28,22 @@ def get_app() -> typer.Typer:
     return app
 
 
+def safe_output() -> None:
+    """Under a locale whose encoding lacks a character the harness prints (`—`, `≤`, `λ` under LC_ALL=C with
+    PYTHONUTF8=0: ASCII), print a replacement character instead of ending in a UnicodeEncodeError after the work is
+    done; rich sees the encoding and draws ASCII tables. UTF-8 streams are left as they are."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+        if encoding not in ("utf8", "utf8sig") and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="replace")
+            except (ValueError, OSError):  # a closed or unusual stream: leave it
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: every BenchError becomes one red line and exit code 2, never a traceback."""
+    safe_output()
     err = Console(stderr=True)
     try:
         rv = get_app()(args=argv, standalone_mode=False)

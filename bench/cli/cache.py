@@ -3,6 +3,7 @@ entry is intact (and rebuilding the damaged ones), and removing it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.cli.app import app
@@ -22,6 +24,7 @@ from bench.storage.cache import (
     QUARANTINE,
     adopt_entry,
     cache_root,
+    entry_lock,
     iter_entries,
     manifest_path,
     quarantine,
@@ -74,7 +77,7 @@ def ls(
     """List the cache's contents: one row per entry, with its size and what it holds."""
     root = cache_root()
     if not root.is_dir():
-        out.print(f"cache {root} is empty", soft_wrap=True)
+        out.print(f"cache {escape(str(root))} is empty", highlight=False, soft_wrap=True)
         return
     kinds = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if kind:
@@ -83,7 +86,7 @@ def ls(
             have = ", ".join(p.name for p in kinds)
             raise BenchError(f"no {', '.join(sorted(unknown))} in cache {root}; it has {have}")
         kinds = [p for p in kinds if p.name in kind]
-    table = Table(title=f"cache {root}")
+    table = Table(title=f"cache {escape(str(root))}")
     for col in ("kind", "entry", "size", "modified", "holds"):
         table.add_column(col, overflow="fold", justify="right" if col == "size" else "left")
     total = 0
@@ -92,13 +95,13 @@ def ls(
         size = sum(_size(p) for p in items)
         total += size
         if not entries:
-            table.add_row(folder.name, f"{len(items)} entries", human_bytes(size), "", "")
+            table.add_row(escape(folder.name), f"{len(items)} entries", human_bytes(size), "", "")
             continue
         for item in items:
             holds = _embedding_detail(item) if folder.name == "embeddings" and item.is_dir() else ""
-            table.add_row(folder.name, item.name, human_bytes(_size(item)), _when(item), holds)
+            table.add_row(escape(folder.name), escape(item.name), human_bytes(_size(item)), _when(item), escape(holds))
     print_whole(out, table)
-    out.print(f"total {human_bytes(total)}")
+    out.print(f"total {human_bytes(total)}", highlight=False)
 
 
 @cache_app.command("clear")
@@ -109,7 +112,7 @@ def clear(
     """Remove cached entries of the given kinds (or the whole cache). Results are never touched."""
     root = cache_root()
     if not root.is_dir():
-        out.print(f"cache {root} is already empty")
+        out.print(f"cache {escape(str(root))} is already empty", highlight=False)
         return
     present = {p.name: p for p in root.iterdir() if p.is_dir()}
     targets = list(present.values()) if not kind else []
@@ -118,7 +121,7 @@ def clear(
             raise BenchError(f"no {name!r} in cache {root}; it has {', '.join(sorted(present)) or 'nothing'}")
         targets.append(present[name])
     if not targets:
-        out.print(f"cache {root} is already empty")
+        out.print(f"cache {escape(str(root))} is already empty", highlight=False)
         return
     size = sum(_size(p) for p in targets)
     what = ", ".join(p.name for p in targets)
@@ -126,7 +129,8 @@ def clear(
         raise click.exceptions.Abort()
     for path in targets:
         shutil.rmtree(path)
-    out.print(f"removed {what} from {root}: {human_bytes(size)} freed", soft_wrap=True)
+    out.print(f"removed {escape(what)} from {escape(str(root))}: {human_bytes(size)} freed", highlight=False,
+              soft_wrap=True)
 
 
 def _load_probe(path: Path) -> str | None:
@@ -194,6 +198,32 @@ def _replay(recipe: dict) -> None:
                        split=str(recipe.get("split", "test")), results_dir=tmp, session=session)
 
 
+LOCK_WAIT = 2.0  # seconds `verify` waits for an entry's lock before it leaves the entry to the process holding it
+
+
+def _locked(entry: Path):  # type: ignore[no-untyped-def]
+    """The entry's lock, taken (None when another process holds it past LOCK_WAIT, or the cache is read-only and no
+    lock can be made: then nothing is written anyway)."""
+    from filelock import Timeout
+
+    try:
+        lock = entry_lock(entry, timeout=LOCK_WAIT)
+        lock.acquire()
+    except Timeout:
+        return None
+    except OSError:
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def held():  # type: ignore[no-untyped-def]
+        try:
+            yield
+        finally:
+            lock.release()
+
+    return held()
+
+
 @cache_app.command("verify")
 def verify(
     fix: bool = typer.Option(False, "--fix", help="move damaged entries aside and rebuild them (replaying the run "
@@ -201,50 +231,66 @@ def verify(
 ) -> None:
     """Check every cache entry against its manifest (size, checksum); entries without one are read fully.
 
-    Exit code 1 when a damaged entry is left (without --fix), else 0."""
+    An entry that does not match is judged again under its lock, so one being written (or rebuilt) by a running
+    process is never called damaged nor moved: it is skipped and said so. Exit code 1 when a damaged entry is left
+    (without --fix), else 0."""
     root = cache_root()
     entries = list(iter_entries(root))
     damaged: list[tuple[Path, str, dict | None]] = []
     unverified: list[Path] = []
+    busy: list[Path] = []
     for entry in entries:
-        problem = verify_entry(entry, require_manifest=False)
-        has_manifest = manifest_path(entry).is_file()
-        if problem is None and not has_manifest:
-            problem = _load_probe(entry)
-            if problem is None:
-                unverified.append(entry)
-        if problem is None:
+        if verify_entry(entry) is None:
+            continue  # intact, with its manifest
+        lock = _locked(entry)
+        if lock is None:
+            busy.append(entry)
+            out.print(f"[yellow]in use[/] {escape(str(entry))}: a running process holds its lock; left alone",
+                      highlight=False, soft_wrap=True)
             continue
-        try:
-            manifest = read_manifest(entry) or {}
-            recipe = manifest.get("recipe") or (manifest.get("info") or {}).get("rebuild")
-        except ValueError:
-            recipe = None
-        damaged.append((entry, problem, recipe))
-        out.print(f"[red]damaged[/] {entry}: {problem}", highlight=False, soft_wrap=True)
-    out.print(f"checked {len(entries)} entries in {root}: {len(damaged)} damaged, {len(unverified)} without a "
-              f"manifest (read fully, intact)", highlight=False)
+        with lock:  # the verdict, and what --fix does about it, under the lock every writer of the entry takes
+            if not entry.exists() and not entry.is_symlink():
+                continue  # removed by its owner meanwhile (a finished training's state)
+            problem = verify_entry(entry, require_manifest=False)
+            if problem is None and not manifest_path(entry).is_file():
+                problem = _load_probe(entry)
+                if problem is None:
+                    unverified.append(entry)
+                    if fix:
+                        adopt_entry(entry)
+            if problem is None:
+                continue
+            try:
+                manifest = read_manifest(entry) or {}
+                recipe = manifest.get("recipe") or (manifest.get("info") or {}).get("rebuild")
+            except ValueError:
+                recipe = None
+            damaged.append((entry, problem, recipe))
+            out.print(f"[red]damaged[/] {escape(str(entry))}: {escape(problem)}", highlight=False, soft_wrap=True)
+            if fix:
+                dest = quarantine(entry)
+                out.print(f"moved {escape(str(entry))} to {escape(str(dest))}", highlight=False, soft_wrap=True)
+    in_use = f", {len(busy)} in use by a running process (not judged)" if busy else ""
+    out.print(f"checked {len(entries)} entries in {escape(str(root))}: {len(damaged)} damaged, {len(unverified)} "
+              f"without a manifest (read fully, intact){in_use}", highlight=False)
     if not fix:
         if damaged:
             out.print("run `bench cache verify --fix` to move them aside and rebuild them", highlight=False)
             raise typer.Exit(1)
         return
-    for entry in unverified:
-        adopt_entry(entry)
     recipes: dict[str, dict] = {}
-    for entry, _, recipe in damaged:
-        dest = quarantine(entry)
-        out.print(f"moved {entry} to {dest}", highlight=False, soft_wrap=True)
-        if recipe is not None and _replayable(recipe):
+    for _, _, recipe in damaged:
+        if _replayable(recipe):
             recipes[json.dumps(recipe, sort_keys=True)] = recipe
     left = [e for e, _, r in damaged if not _replayable(r)]
     for recipe in recipes.values():
         what = f" with {recipe['retriever']} (seed {recipe.get('seed', 0)})" if recipe.get("retriever") else ""
-        out.print(f"rebuilding: {recipe['task']}{what}", highlight=False)
+        out.print(f"rebuilding: {escape(str(recipe['task']) + what)}", highlight=False)
         _replay(recipe)
     rebuilt = [e for e, _, r in damaged if e not in left and e.exists() and verify_entry(e) is None]
     out.print(f"fixed: {len(rebuilt)} rebuilt, {len(left)} moved aside (rebuilt on next use), "
-              f"{len(unverified)} given a manifest; damaged files are in {root / QUARANTINE}", highlight=False)
+              f"{len(unverified)} given a manifest; damaged files are in {escape(str(root / QUARANTINE))}",
+              highlight=False)
     missing = [e for e, _, r in damaged if e not in left and e not in rebuilt]
     if missing:
         raise BenchError(f"the replayed run did not rebuild {', '.join(map(str, missing))}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from bench.cli import options as opt
 from bench.cli.app import app
@@ -54,7 +55,7 @@ def _write_or_print(text: str, output: Path | None) -> None:
         return
     with atomic_open(output) as fh:
         fh.write(text)
-    err.print(f"[dim]wrote {output}[/]", highlight=False, soft_wrap=True)
+    err.print(f"[dim]wrote {escape(str(output))}[/]", highlight=False, soft_wrap=True)
 
 
 @app.command("compare")
@@ -133,7 +134,8 @@ def plot_cmd(
             ks = list(parse_ks(k)) if k else available_ks(runs, measure)
             base = baseline if baseline in runs else None
             if baseline and base is None:
-                err.print(f"[yellow]{t}[/]: no {baseline!r} run; bins use the default baseline", highlight=False)
+                err.print(f"[yellow]{escape(t)}[/]: no {escape(repr(baseline))} run; bins use the default baseline",
+                          highlight=False)
             fig = plots.figure1(runs, ks, measure, by.value, by_answers, base)
             suffix = "-by-answers" if by_answers else ""
             written += plots.save(fig, out_dir / f"fig1-{safe}-{measure.lower()}{suffix}")
@@ -143,7 +145,8 @@ def plot_cmd(
             elif figure.strip() != "all":
                 plots.figure5(runs)  # raises the explanation
             else:
-                err.print(f"[yellow]Figure 5 skipped for {t}[/]: no run records output diversity (AMER runs do)")
+                err.print(f"[yellow]Figure 5 skipped for {escape(t)}[/]: no run records output diversity "
+                          "(AMER runs do)")
         with_gold = [r for r in runs.values() if plots.gold_similarity_of(r)]
         if with_gold:
             per_task[t] = with_gold[-1]
@@ -153,7 +156,7 @@ def plot_cmd(
         name = "-".join(sorted(per_task)) if len(per_task) <= 3 else f"{len(per_task)}-tasks"
         written += plots.save(plots.figure6(per_task), out_dir / f"fig6-{name}-gold-similarity")
     for path in written:
-        out.print(f"wrote {path}", highlight=False, soft_wrap=True)
+        out.print(f"wrote {escape(str(path))}", highlight=False, soft_wrap=True)
 
 
 @app.command("check")
@@ -172,11 +175,12 @@ def check_cmd(
     path = check.resolve_file(file)
     expectations = check.load_expectations(path)
     outcomes = check.measure(expectations, read_dir=read, results_dir=results_dir, one_sided=one_sided,
-                             on_run=lambda e: err.print(f"[dim]running {e.retriever} on {e.task}[/]", highlight=False))
+                             on_run=lambda e: err.print(f"[dim]running {escape(e.retriever)} on {escape(e.task)}[/]",
+                                                         highlight=False))
     _wide(out).print(check.outcome_table(outcomes, f"bench check {path.name}"))
     if write_measured is not None:
         check.write_measured(outcomes, write_measured)
-        err.print(f"[dim]wrote measured values to {write_measured}[/]", highlight=False, soft_wrap=True)
+        err.print(f"[dim]wrote measured values to {escape(str(write_measured))}[/]", highlight=False, soft_wrap=True)
     failed = [o for o in outcomes if o.failed]
     if failed:
         err.print(f"[bold red]check failed[/]: {len(failed)} of {len(outcomes)} values left their tolerance")
@@ -209,7 +213,7 @@ def export_cmd(
         dest = out_dir / f"{system_folder(label)}.trec"  # `st:/a/model` must not become a path
         with atomic_path(dest) as tmp:
             shutil.copyfile(trec, tmp)
-        out.print(f"wrote {dest}", highlight=False, soft_wrap=True)
+        out.print(f"wrote {escape(str(dest))}", highlight=False, soft_wrap=True)  # `[` is no markup
     data = build_task(first.task, first.task_params).load()
     if data.data_hash() != first.data_hash:
         raise BenchError(f"task {first.task} with the run's parameters no longer yields the data the run used "
@@ -219,7 +223,7 @@ def export_cmd(
         raise BenchError(f"task {first.task}: query ids differ from run {first.run_id}")
     qrels = out_dir / f"{first.task}.{first.split}.qrels"
     write_trec_qrels(qrels, split.query_ids, split.targets, data.corpus.ids)
-    out.print(f"wrote {qrels}", highlight=False, soft_wrap=True)
+    out.print(f"wrote {escape(str(qrels))}", highlight=False, soft_wrap=True)
     subtopic = out_dir / f"{first.task}.{first.split}.subtopic.qrels"
     write_trec_cluster_qrels(subtopic, split.query_ids, split.targets, data.corpus.ids)
-    out.print(f"wrote {subtopic}", highlight=False, soft_wrap=True)
+    out.print(f"wrote {escape(str(subtopic))}", highlight=False, soft_wrap=True)

@@ -20,7 +20,8 @@ RetrieverParams = Annotated[list[str] | None, typer.Option(
     "--retriever-param", "-r",
     help="stage parameter key=value or stage.key=value (repeatable), e.g. -r amer.steps=100 -r mmr.grid=0.5,0.9")]
 Seed = Annotated[int, typer.Option(
-    "--seed", help="seed for everything the command samples (initialisation, batches, negatives, resamples)")]
+    "--seed", min=0, help="seed (≥ 0) for everything the command samples (initialisation, batches, negatives, "
+    "resamples)")]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda (all GPUs) or cuda:N")]
 Retrain = Annotated[bool, typer.Option("--retrain", help="train again even when a matching checkpoint exists")]
 ResultsDir = Annotated[Path, typer.Option("--results-dir", help="where run files are written and read")]

@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.cli.app import app
 from bench.errors import BenchError
 from bench.storage.atomic import atomic_open
-from bench.storage.cache import cache_root
+from bench.storage.cache import cache_root, cache_root_origin
 
 out = Console()
 
@@ -110,9 +111,9 @@ def perf(
     texts = [document_text(title, text) for _, title, text in reader.iter_documents()]
     n = len(texts)
     words = float(np.median([len(t.split()) for t in texts]))
-    out.print(f"corpus {path}: {n} passages (median {words:.0f} words); torch threads {torch.get_num_threads()}, "
-              f"batch size {batch_size}")
-    check_writable(cache_root(), "cache folder ($BENCH_CACHE_DIR)")
+    out.print(f"corpus {escape(str(path))}: {n} passages (median {words:.0f} words); torch threads "
+              f"{torch.get_num_threads()}, batch size {batch_size}")
+    check_writable(cache_root(), f"cache folder ({cache_root_origin()})")
     token = f"bench-perf-{os.getpid()}-{time.time_ns()}"
     written: list[Path] = []
 
@@ -213,7 +214,7 @@ def perf(
     if output:
         with atomic_open(output) as fh:
             json.dump(figures, fh, indent=1)
-        out.print(f"[dim]figures written to {output}[/]")
+        out.print(f"[dim]figures written to {escape(str(output))}[/]", highlight=False)
 
 
 def _descriptions(path: Path, limit: int | None) -> list[tuple[str, str]]:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.storage.atomic import atomic_open
@@ -213,7 +214,7 @@ def run_scale(rows: int, dim: int, queries: int, k: int, kinds: list[str], resco
     ctx = mp.get_context("spawn")
     try:
         for kind, rs in plan:
-            console.print(f"[bold]{kind}{f' + rescore {rs}' if rs else ''}[/] …")
+            console.print(f"[bold]{escape(kind)}{f' + rescore {rs}' if rs else ''}[/] …")
             parent, child = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_child, args=(child, kind, work, truth, k, repeats, rs, work / kind, threads))
             proc.start()
@@ -224,7 +225,7 @@ def run_scale(rows: int, dim: int, queries: int, k: int, kinds: list[str], resco
                 res = {"error": f"the measuring process died (exit code {proc.exitcode})"}
             proc.join()
             if "error" in res:
-                console.print(f"[red]{kind}: {res['error']}[/]")
+                console.print(f"[red]{escape(kind)}: {escape(str(res['error']))}[/]")
                 continue
             results.append(res)
             if output:  # after every kind, so a long run that is stopped keeps what it measured
@@ -269,7 +270,7 @@ def run_scale(rows: int, dim: int, queries: int, k: int, kinds: list[str], resco
     if output:
         with atomic_open(output) as fh:
             json.dump(figures, fh, indent=1, default=str)
-        console.print(f"[dim]figures written to {output}[/]")
+        console.print(f"[dim]figures written to {escape(str(output))}[/]", highlight=False)
     return figures
 
 

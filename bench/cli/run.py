@@ -167,7 +167,7 @@ def run_cmd(
     data = check(task_obj, systems, metrics, session, results_dir)  # every system is checked before the first runs
     rows = [evaluate(task_obj, system, metrics, session, seed=seed, split=split, retrain=retrain,
                      results_dir=results_dir) for system in systems]
-    print_whole(out, summary_table(f"{task} — {split} split, {len(data.split(split)):,} queries",
+    print_whole(out, summary_table(f"{escape(task)} — {escape(split)} split, {len(data.split(split)):,} queries",
                                    [result for result, _ in rows]))
     for result, path in rows:  # whole paths, never wrapped (bench/cli/output.py)
         out.print(f"[dim]{escape(result.system)}:[/] {escape(str(path))}", highlight=False, soft_wrap=True)

@@ -158,7 +158,7 @@ def repro_synthetic(
                 "best_step": result.retriever_info.get("best_step"), "load": _load().split(" / ")[0],
                 "threads": result.retriever_params.get("threads"),
             }
-            out.print(f"{name} · {retr}: MRECALL@10 {result.summary['MRECALL@10']:.3f}  "
+            out.print(f"{escape(name)} · {escape(retr)}: MRECALL@10 {result.summary['MRECALL@10']:.3f}  "
                       f"MRECALL@100 {result.summary['MRECALL@100']:.3f}  ({row[retr]['wall']:.0f} s)",  # type: ignore[index]
                       highlight=False)
         rows.append(row)
@@ -176,7 +176,7 @@ def repro_synthetic(
                       f"{s['MRECALL@10']:.3f}", f"{s['MRECALL@100']:.3f}",  # type: ignore[index]
                       f"{a['wall']:.0f}", f"{s['wall']:.0f}")  # type: ignore[index]
     print_whole(out, table)
-    out.print(f"[dim]table written to {out_file}[/]", highlight=False, soft_wrap=True)
+    out.print(f"[dim]table written to {escape(str(out_file))}[/]", highlight=False, soft_wrap=True)
 
 
 def _markdown(rows: list[dict], *, command: str, started: str, total: float, load_start: str, load_end: str,

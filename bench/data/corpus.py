@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +36,7 @@ from typing import Any, overload
 import numpy as np
 
 from bench.errors import BenchError
-from bench.storage.atomic import atomic_open
-from bench.storage.cache import cache_root, file_sha256, load_or_build, stable_hash, verify_entry
+from bench.storage.cache import cache_root, file_sha256, load_or_build, stable_hash, verify_entry, write_record
 
 
 def document_text(title: str, text: str) -> str:
@@ -280,29 +280,46 @@ class _CorpusReader:
                 same = rec["size"] == st.st_size and rec["mtime_ns"] == st.st_mtime_ns
                 if same and verify_entry(folder) is None:
                     info = {"method": "cached", "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                            "sha256": rec["sha256"]}
-                    return CorpusScan(CorpusIds.load(folder), rec["fingerprint"], info)
-            except (OSError, ValueError, KeyError):
-                pass  # an unreadable record or id table is rebuilt below
+                            "sha256": rec["sha256"], "empty_documents": int(rec["empty_documents"])}
+                    ids = CorpusIds.load(folder)
+                    self._warn_if_empty(len(ids), info["empty_documents"])
+                    return CorpusScan(ids, rec["fingerprint"], info)
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # an unreadable record (or one from before empty documents were counted) is rebuilt below
         builder = _IdBuilder()
-        for line_no, doc_id, _, _ in self._records():
+        empty = 0
+        for line_no, doc_id, title, text in self._records():
             builder.add(doc_id, line_no)
+            empty += not (title.strip() or text.strip())
         if len(builder.offsets) == 1:
             raise BenchError(f"{self.path}: the corpus has no documents")
         ids = builder.finish(self.path, self.id_field)
+        self._warn_if_empty(len(ids), empty)
         sha = file_sha256(self.path)
         st2 = os.stat(self.path)
         if (st2.st_size, st2.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
             raise BenchError(f"{self.path}: the file changed while it was being read; run again")
         fp = stable_hash([self.kind, sha, self.describe().get("fields"), self._fingerprint_extra()], length=32)
-        info = {"method": "sha256", "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
-        if cache:  # the id table is a verified cache entry (bench/storage/cache.py), the stat record a small JSON file
+        info = {"method": "sha256", "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha,
+                "empty_documents": empty}
+        if cache:  # the id table is a verified cache entry (bench/storage/cache.py), the stat record a small JSON
+            # entry rewritten in place when the file's size or mtime change, so judged by its content
             load_or_build(cache_root() / "corpus-ids" / fp, ids.save, lambda p: p, folder=True,
                           info={"corpus": str(self.path), "n_docs": len(ids)})
-            with atomic_open(record_path) as fh:
-                json.dump({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha, "fingerprint": fp,
-                           "path": stamp["path"]}, fh)
+            write_record(record_path, {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha,
+                                       "fingerprint": fp, "path": stamp["path"], "empty_documents": empty},
+                         "size", "mtime_ns", "sha256", "fingerprint")
         return CorpusScan(ids, fp, info)
+
+    def _warn_if_empty(self, n_docs: int, empty: int) -> None:
+        """A corpus whose every document is empty is legal but degenerate: every encoder gives every document the same
+        vector, every ranking is a tie broken by corpus order, and the figures measure that order."""
+        if n_docs and empty == n_docs:
+            from bench.progress import warn
+
+            warn(f"{self.path}: every one of its {n_docs} documents is empty (no title, no text): every retriever "
+                 "scores them all alike, so any figure on this corpus comes from how ties are broken, not from "
+                 "retrieval")
 
 
 _LineCorpus = _CorpusReader  # the former name
@@ -498,6 +515,13 @@ def _score(value: Any, where: str) -> float:
     return score
 
 
+def _is_qrels_header(line: str) -> bool:
+    """Whether a first line names the qrels columns (in any order, with any separator) rather than holding a
+    judgement: it mentions query-id / corpus-id (or qid), so the reader can say what is wrong with it."""
+    tokens = {t.strip().lower().replace("_", "-") for t in re.split(r"[\t,; ]+", line)}
+    return bool(tokens & {"query-id", "qid", "corpus-id"})
+
+
 def _read_qrels_tsv(p: Path) -> list[Qrel]:
     try:
         lines = p.read_text(encoding="utf-8").splitlines()
@@ -511,17 +535,25 @@ def _read_qrels_tsv(p: Path) -> list[Qrel]:
         if not line.strip():
             continue
         cols = line.split("\t")
-        if line_no == 1 and cols[0].strip().lower() in ("query-id", "query_id", "qid"):
+        if line_no == 1 and _is_qrels_header(line):
             width = len(cols)
-            if width not in (3, 4) or (width == 4 and cols[3].strip().lower() != "cluster"):
-                raise BenchError(f"{_where(p, 1)}: the header must be query-id, corpus-id, score[, cluster]")
+            if len(cols) == 1 and any(sep in line for sep in ",; "):
+                raise BenchError(f"{_where(p, 1)}: not tab-separated: the header {line.strip()!r} separates its "
+                                 "columns with commas or spaces; a qrels .tsv file separates them with tabs "
+                                 "(query-id<TAB>corpus-id<TAB>score[<TAB>cluster])")
+            header = [c.strip().lower().replace("_", "-") for c in cols]
+            if width not in (3, 4) or header[:2] not in (["query-id", "corpus-id"], ["qid", "corpus-id"]) \
+                    or (width == 4 and header[3] != "cluster"):
+                raise BenchError(f"{_where(p, 1)}: the header must be query-id, corpus-id, score[, cluster] in that "
+                                 f"order, got {', '.join(c.strip() for c in cols)}")
             continue
         where = _where(p, line_no)
         if width is None:
             width = len(cols) if len(cols) in (3, 4) else 3
         if len(cols) != width:
             names = ", ".join(QRELS_COLUMNS[:width])
-            raise BenchError(f"{where}: expected {width} tab-separated fields ({names}), got {len(cols)}")
+            hint = "; the line has no tab: the file is not tab-separated" if len(cols) == 1 and "," in line else ""
+            raise BenchError(f"{where}: expected {width} tab-separated fields ({names}), got {len(cols)}{hint}")
         qid, did, score = (c.strip() for c in cols[:3])
         cluster = cols[3].strip() if width == 4 else None
         for name, value in (("query-id", qid), ("corpus-id", did), ("cluster", cluster)):

@@ -11,13 +11,14 @@ from typing import Any
 import faiss
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 
 from bench.device import Placement
 from bench.device import resolve as resolve_placement
 from bench.errors import BenchError
 from bench.index.base import QUERY_BATCH, IndexBase, Progress, order_ties, prepare_queries
 from bench.index.gpu import GpuPlan, gpu_note, gpu_plan, to_gpu
-from bench.index.spec import IndexSpec, _base, _ivf_of, default_train_size
+from bench.index.spec import IndexSpec, _base, _ivf_of, check_trainable, default_train_size
 from bench.index.store import VectorStore
 from bench.storage import cache as _cache
 from bench.storage.cache import stable_hash
@@ -142,9 +143,10 @@ def build_faiss(store: VectorStore, factory: str, train_size: int | None = None,
     n_train = 0
     if not index.is_trained:
         n_train = train_rows_for(index, store.ntotal, train_size)
+        check_trainable(IndexSpec(factory, train_size=n_train), store.ntotal)  # else a FAISS traceback
         sample = training_sample(store.ntotal, n_train, seed)
         if console is not None:
-            console.print(f"[dim]index {factory}: training on {n_train} sampled rows (seed {seed})[/]",
+            console.print(f"[dim]index {escape(factory)}: training on {n_train} sampled rows (seed {seed})[/]",
                           highlight=False)
         index.train(store.gather(sample))
     for _, block in store.blocks():

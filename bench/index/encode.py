@@ -28,12 +28,21 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 
 from bench.data.corpus import document_text
 from bench.errors import BenchError
 from bench.progress import STDERR, make_progress
-from bench.storage.atomic import atomic_open
-from bench.storage.cache import Recipe, cache_root, report_and_quarantine, stable_hash, verify_entry, write_entry
+from bench.storage.cache import (
+    Recipe,
+    cache_root,
+    report_and_quarantine,
+    stable_hash,
+    verify_entry,
+    write_entry,
+    write_record,
+)
+from bench.storage.preflight import check_free_space
 
 SHARD_FORMAT = 1  # part of every embedding key: bumping it re-encodes every cached corpus
 DEFAULT_SHARD_SIZE = 8192
@@ -147,10 +156,9 @@ def folder_sha256(folder: Path) -> str:
             while block := fh.read(1 << 20):
                 total.update(block)
     digest = total.hexdigest()
-    try:
-        with atomic_open(memo) as fh:
-            json.dump({"path": str(folder), "files": stats, "sha256": digest}, fh)
-    except OSError:
+    try:  # a cache entry rewritten in place when the folder's files change: judged by its content
+        write_record(memo, {"path": str(folder), "files": stats, "sha256": digest}, "path", "files", "sha256")
+    except OSError:  # a memo only (a read-only or full cache): the hash is recomputed next time
         pass
     return digest
 
@@ -185,8 +193,9 @@ class ShardStore:
             return None
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        with atomic_open(self.meta_path) as fh:
-            json.dump(meta, fh, indent=1, sort_keys=True)
+        """meta.json is rewritten as the encode goes on (its dim, then complete): a cache entry whose manifest is
+        written with it, under its lock, and which is judged by its content."""
+        write_record(self.meta_path, meta, "format", "n_docs", "shard_size")
 
     def complete(self) -> bool:
         meta = self.read_meta()
@@ -225,7 +234,7 @@ class ShardStore:
                 np.save(fh, arr, allow_pickle=False)
 
         # atomic, with a manifest (size, checksum) verified on read
-        write_entry(self.shard_path(i), write, recipe=recipe)
+        write_entry(self.shard_path(i), write, recipe=recipe, need=arr.nbytes + 128)
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.glob("*") if p.is_file())
@@ -271,9 +280,21 @@ def encode_in_shards(
     dtype = str(meta.get("dtype") or "float32")
     normalise = bool(meta.get("normalised"))  # False only when resuming an encode begun before normalised shards
     on_disk = [i for i in range(n_shards) if store.shard_path(i).exists()]
+
+    def check_space(after: int) -> None:
+        """Disk for the shards from `after` on not yet written, once their width is known (before the first shard
+        when resuming, after it otherwise)."""
+        missing = [i for i in range(after, n_shards) if i not in on_disk]
+        rows_left = sum(min(shard_size, n_docs - i * shard_size) for i in missing)
+        if dim and rows_left:
+            check_free_space(store.root, rows_left * int(dim) * np.dtype(dtype).itemsize,
+                             f"{label}: the embedding shards still to write in {store.root}")
+
+    check_space(0)
     console = console or STDERR
     if on_disk and not meta.get("complete"):
-        console.print(f"[dim]{label}: resuming, {len(on_disk)} of {n_shards} shards already on disk ({store.root})[/]",
+        console.print(f"[dim]{escape(label)}: resuming, {len(on_disk)} of {n_shards} shards already on disk "
+                      f"({escape(str(store.root))})[/]",
                       highlight=False)
     seen = 0
     with make_progress(console) as progress:
@@ -308,6 +329,7 @@ def encode_in_shards(
                     dim = int(out.shape[1])
                     meta["dim"] = dim
                     store.write_meta(meta)
+                    check_space(i + 1)
                 arr = out
             else:
                 progress.advance(bar, rows)

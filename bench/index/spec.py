@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -77,6 +78,43 @@ def factory_string(kind: str, dim: int, ntotal: int) -> str:
     if low == "ivfpq":
         return f"IVF{default_nlist(ntotal)},PQ{pq_subquantizers(dim)}x8"
     return k
+
+
+_IVF = re.compile(r"IVF(\d+)")
+_QUANTISER = re.compile(r"(?:PQ|RQ|LSQ|IMI2x)(\d+)(?:x(\d+))?")
+
+
+def training_needs(factory: str) -> tuple[int, str] | None:
+    """The fewest training vectors a FAISS index_factory string can be trained on, and why (None: it needs none, or
+    any number). k-means needs at least as many points as centroids: an IVF layer of n lists needs n, an n-bit
+    product / residual quantiser 2^n per sub-vector (256 for the usual 8 bits)."""
+    needs: list[tuple[int, str]] = []
+    for m in _IVF.finditer(factory):
+        lists = int(m[1])
+        needs.append((lists, f"its IVF layer clusters the corpus into {lists:,} lists by k-means"))
+    for m in _QUANTISER.finditer(factory):
+        bits = int(m[1]) if m[0].startswith("IMI") else int(m[2]) if m[2] else 8
+        needs.append((2 ** bits, f"its {bits}-bit quantiser learns {2 ** bits} centroids per sub-vector"))
+    return max(needs) if needs else None
+
+
+def check_trainable(spec: IndexSpec, ntotal: int, corpus: str = "the corpus") -> None:
+    """Refuse, before any work, an approximate index that cannot be trained on this corpus (FAISS would stop with
+    a traceback after the corpus is encoded): its training needs more vectors than the corpus (or --train-size)
+    offers. Refused rather than replaced by an exact index, so a result never records an index it did not use."""
+    if spec.exact:
+        return
+    factory = factory_string(spec.kind, 8, ntotal)  # the dimension shapes PQ's sub-vectors, not what they need
+    need = training_needs(factory)
+    have = min(ntotal, spec.train_size) if spec.train_size else ntotal
+    if need is None or have >= need[0]:
+        return
+    shown = spec.kind if spec.kind.strip().lower() in KINDS else repr(spec.kind)
+    head = f"--index {shown} cannot be trained here: {need[1]} and needs at least {need[0]:,} training vectors"
+    if have < ntotal:
+        raise BenchError(f"{head}, but train_size={spec.train_size} gives it {have:,}; raise train_size")
+    raise BenchError(f"{head}, but {corpus} has {ntotal:,} documents; use a corpus of at least {need[0]:,} documents, "
+                     "or --index flat (exact) or --index hnsw (no training)")
 
 
 def default_train_size(index: faiss.Index, ntotal: int) -> int:

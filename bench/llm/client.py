@@ -8,6 +8,8 @@
 - A timeout per request (`timeout` seconds), bounded concurrency (`concurrency` requests in flight, threads).
 - Errors: a refused key (401/403), an unreachable endpoint, a timeout or any other error status ends the run with one
   BenchError line naming the endpoint.
+- Credentials in the base URL (userinfo, `?key=` and the like) are used for the requests and appear nowhere else:
+  records and messages show the endpoint without them (bench/llm/redact.py).
 - Replies are cached on disk (bench/llm/cache.py), so a rerun makes no request.
 """
 
@@ -18,11 +20,12 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.errors import BenchError
 from bench.llm.cache import CacheKey, ResponseCache
+from bench.llm.redact import redact_url, scrub
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 NO_KEY = "no-key"  # what a keyless local server receives as bearer token
@@ -47,9 +50,10 @@ class Prompt:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where requests go and how they are made. Holds the *name* of the key's environment variable, not the key."""
+    """Where requests go and how they are made. Holds the *name* of the key's environment variable, not the key;
+    `base_url` may hold credentials and is used for requests only (`shown_url` is what records and messages hold)."""
 
-    base_url: str
+    base_url: str = field(repr=False)
     model: str
     api_key_env: str = "OPENAI_API_KEY"
     timeout: float = 60.0
@@ -71,9 +75,14 @@ class Endpoint:
             raise BenchError(f"{owner}: timeout and max_tokens must be > 0, concurrency ≥ 1, max_retries ≥ 0")
         return ep
 
+    @property
+    def shown_url(self) -> str:
+        """The base URL without its credentials: what records and messages show."""
+        return redact_url(self.base_url)
+
     def describe(self) -> dict[str, Any]:
-        """What a result records about the endpoint (never the key itself)."""
-        return {"base_url": self.base_url, "model": self.model, "api_key_env": self.api_key_env,
+        """What a result records about the endpoint (never the key, nor credentials in the URL)."""
+        return {"base_url": self.shown_url, "model": self.model, "api_key_env": self.api_key_env,
                 "timeout": self.timeout, "max_retries": self.max_retries, "concurrency": self.concurrency,
                 "temperature": self.temperature, "max_tokens": self.max_tokens}
 
@@ -162,29 +171,29 @@ class ChatClient:
             resp = self._openai().chat.completions.create(
                 model=ep.model, messages=messages, temperature=ep.temperature, max_tokens=ep.max_tokens)
         except openai.APITimeoutError:
-            raise BenchError(f"LLM endpoint {ep.base_url} did not answer within {ep.timeout:g} s "
+            raise BenchError(f"LLM endpoint {ep.shown_url} did not answer within {ep.timeout:g} s "
                              f"(after {ep.max_retries} retries)") from None
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
-            raise BenchError(f"cannot connect to LLM endpoint {ep.base_url}: {self._scrub(cause)}") from None
+            raise BenchError(f"cannot connect to LLM endpoint {ep.shown_url}: {self._scrub(cause)}") from None
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             have = "is set" if self._key() else "is not set"
-            raise BenchError(f"LLM endpoint {ep.base_url} refused the request ({exc.status_code}): check the API key "
+            raise BenchError(f"LLM endpoint {ep.shown_url} refused the request ({exc.status_code}): check the API key "
                              f"(${ep.api_key_env} {have})") from None
         except openai.APIStatusError as exc:
-            raise BenchError(f"LLM endpoint {ep.base_url} answered {exc.status_code} for model {ep.model!r}: "
+            raise BenchError(f"LLM endpoint {ep.shown_url} answered {exc.status_code} for model {ep.model!r}: "
                              f"{self._scrub(exc.message)}") from None
         except openai.OpenAIError as exc:
-            raise BenchError(f"LLM endpoint {ep.base_url}: {self._scrub(exc)}") from None
+            raise BenchError(f"LLM endpoint {ep.shown_url}: {self._scrub(exc)}") from None
         choices = getattr(resp, "choices", None) or []
         content = choices[0].message.content if choices else None
         if not isinstance(content, str):
-            raise BenchError(f"LLM endpoint {ep.base_url} returned no message content for model {ep.model!r}")
+            raise BenchError(f"LLM endpoint {ep.shown_url} returned no message content for model {ep.model!r}")
         return content
 
     def _scrub(self, obj: object, limit: int = 300) -> str:
-        """One line of an error's text, with the key (should a server echo it) blanked out."""
-        text = " ".join(str(obj).split())
+        """One line of an error's text, with the key and the URL's credentials (should they be echoed) blanked out."""
+        text = scrub(" ".join(str(obj).split()), self.endpoint.base_url)
         key = self._key()
         if key:
             text = text.replace(key, "***")

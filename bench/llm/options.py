@@ -1,19 +1,22 @@
 """The LLM options shared by the LLM expanders' params dataclasses (filled by `--llm-base-url` / `--llm-model` or
-`-r <expander>.<key>=value`). None of them holds the API key: only the name of its environment variable."""
+`-r <expander>.<key>=value`). None of them holds the API key: only the name of its environment variable; credentials
+inside the base URL are used for requests but never recorded or printed (bench/llm/redact.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
 from bench.llm.client import Endpoint
+from bench.llm.redact import redact_url
 
 
 @dataclass(frozen=True)
 class LLMOptions:
     """Endpoint and request settings. base_url None → $OPENAI_BASE_URL, else OpenAI's; model is required."""
 
-    # where and how requests are sent: not part of a system's name (identity=False), the model and prompt are
-    base_url: str | None = field(default=None, metadata={"identity": False})
+    # where and how requests are sent: not part of a system's name (identity=False), the model and prompt are;
+    # the URL is recorded without credentials (`stored`: bench/params.py params_dict) and left out of repr()
+    base_url: str | None = field(default=None, repr=False, metadata={"identity": False, "stored": redact_url})
     model: str | None = None
     api_key_env: str = field(default="OPENAI_API_KEY", metadata={"identity": False})
     concurrency: int = field(default=4, metadata={"identity": False})

@@ -40,6 +40,11 @@ class Metric:
         """The range every per-query value lies in, as the measure declares it."""
         return float(self.meta.extra.get("lower", 0.0)), float(self.meta.extra.get("upper", 1.0))
 
+    @property
+    def whole(self) -> bool:
+        """Whether the measure counts, so every per-query value is a whole number (MRECALL@k: 0 or 1)."""
+        return bool(self.meta.extra.get("whole", False))
+
     def compute(self, ranking: np.ndarray, targets: Targets) -> np.ndarray:
         """Per-query values (the bootstrap needs them, not only the mean)."""
         return np.asarray(self.meta.factory(ranking, targets, self.k), dtype=np.float64)

@@ -10,7 +10,8 @@ from bench.registry import register_metric
 
 
 @register_metric("MRECALL",
-    description="1 when the top k hold a document of every answer (at least k answers when k < m), else 0")
+    description="1 when the top k hold a document of every answer (at least k answers when k < m), else 0",
+    whole=True)
 def mrecall_at_k(ranking: np.ndarray, targets: Targets, k: int) -> np.ndarray:
     """Per-query MRECALL@k over a ranking (n_queries × depth corpus rows, -1 for empty slots).
 

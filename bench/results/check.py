@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rich.markup import escape
 from rich.table import Table
 
 from bench.errors import BenchError
 from bench.metrics import parse_metric
 from bench.params import params_dict
-from bench.results.record import RunResult, find_runs, load_run
+from bench.results.record import RunResult, find_runs, valid_runs, warn_skipped
 from bench.storage.atomic import atomic_open
 from bench.storage.cache import stable_hash
 
@@ -240,8 +241,8 @@ def measure(expectations: Sequence[Expectation], read_dir: str | Path | None = N
         for group in groups.values():
             first = group[0]
             tp, rp, system = _full_params(first)
-            runs = [r for r in (load_run(p) for p in reversed(find_runs(read_dir, first.task, system)))
-                    if _matches(r, first, tp, rp, system)]
+            paths = reversed(find_runs(read_dir, first.task, system))  # newest first; broken files: a warning each
+            runs = [r for r, _ in valid_runs(paths, warn_skipped) if _matches(r, first, tp, rp, system)]
             for exp in group:
                 found = next((r for r in runs if exp.metric in r.summary), None)
                 if found is None:
@@ -288,12 +289,14 @@ def outcome_table(outcomes: Sequence[Outcome], title: str) -> Table:
     for o in outcomes:
         e = o.exp
         style = "red" if o.failed else ("yellow" if o.status != "ok" else "green")
-        task = e.task + (f" [dim]{_params_text(e.task_params)}[/]" if e.task_params else "")
-        retr = e.retriever + (f" [dim]{_params_text(e.retriever_params)}[/]" if e.retriever_params else "")
-        table.add_row(task, retr, e.metric, f"{e.expected:.4f}",
+        # escape: `[…]` in a system name (amer[steps=50]) or a path is text, not markup
+        task = escape(e.task) + (f" [dim]{escape(_params_text(e.task_params))}[/]" if e.task_params else "")
+        retr = escape(e.retriever) + (f" [dim]{escape(_params_text(e.retriever_params))}[/]"
+                                      if e.retriever_params else "")
+        table.add_row(task, retr, escape(e.metric), f"{e.expected:.4f}",
                       "–" if o.measured is None else f"{o.measured:.4f}",
                       "–" if o.diff is None else f"{round(o.diff, 6) + 0.0:+.4f}", f"{e.tolerance:.4f}",
-                      f"[{style}]{o.status}[/]" + (f" ({o.detail})" if o.detail else ""))
+                      f"[{style}]{o.status}[/]" + (f" ({escape(o.detail)})" if o.detail else ""))
     return table
 
 

@@ -13,7 +13,7 @@ import json
 import re
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,17 +153,22 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]+", "_", name)
 
 
+SLUG = 80  # characters of a folded system name kept readable
+MAX_FOLDER = 100  # a system folder name is at most this long (a file name may have 255 bytes; `.trec` is added)
+
+
 def system_folder(system: str) -> str:
-    """The folder name of a system under results/<task>/: the canonical name when it is filesystem-safe (a plain
-    retriever name keeps the folder it always had), else a readable slug plus a short hash of the exact name, so two
-    systems never share a folder. The record inside holds the exact name."""
+    """The folder name of a system under results/<task>/: the canonical name when it is filesystem-safe and at most
+    MAX_FOLDER characters (a plain retriever name keeps the folder it always had), else a readable slug of its first
+    SLUG characters plus 8 hex digits of the sha256 of the exact name, so two systems never share a folder and no
+    name is too long for the filesystem. The record inside holds the exact name."""
     import hashlib
 
     safe = re.sub(r"[^A-Za-z0-9._=+@()\[\],-]+", "_", system)
-    if safe == system and not system.startswith("."):
+    if safe == system and not system.startswith(".") and len(system) <= MAX_FOLDER:
         return system
     digest = hashlib.sha256(system.encode("utf-8")).hexdigest()[:8]
-    return f"{safe[:80]}-{digest}"
+    return f"{safe[:SLUG]}-{digest}"
 
 
 def run_dir(results_dir: str | Path, task: str, system: str) -> Path:
@@ -181,9 +186,9 @@ def save_run(result: RunResult, results_dir: str | Path, ranking: np.ndarray | N
     if ranking is not None and doc_ids is not None:
         write_trec_run(folder / f"{result.run_id}.trec", result.query_ids, ranking, doc_ids, result.system,
                        scores=scores)
-    text = json.dumps(strict_json(result.to_dict()), indent=1, sort_keys=False, allow_nan=False)
-    with atomic_open(path) as fh:
-        fh.write(text + "\n")
+    text = json.dumps(strict_json(result.to_dict()), indent=1, sort_keys=False, allow_nan=False) + "\n"
+    with atomic_open(path, need=len(text.encode("utf-8"))) as fh:
+        fh.write(text)
     return path
 
 
@@ -230,13 +235,31 @@ def find_runs(results_dir: str | Path, task: str | None = None, system: str | No
     return sorted(root.glob(pattern))
 
 
-def latest_runs(results_dir: str | Path, task: str) -> dict[str, RunResult]:
-    """The newest run of each system on a task (run ids start with a UTC timestamp, so names sort by time)."""
-    out: dict[str, RunResult] = {}
-    for path in find_runs(results_dir, task):
-        rec = load_run(path)
-        out[rec.system] = rec
+def valid_runs(paths: Iterable[Path], on_skip: Callable[[str], None]) -> Iterator[tuple[RunResult, Path]]:
+    """(record, path) of each file that reads back as a valid run; for every other one `on_skip` gets the one-line
+    problem (naming the file), so one broken file does not hide the good ones beside it."""
+    for path in paths:
+        try:
+            yield load_run(path), path
+        except BenchError as exc:
+            on_skip(str(exc))
+
+
+def latest_runs(results_dir: str | Path, task: str,
+                on_skip: Callable[[str], None] | None = None) -> dict[str, tuple[RunResult, Path]]:
+    """The newest valid run of each system on a task, and its file (run ids start with a UTC timestamp, so names sort
+    by time); files that do not read back are skipped, each reported to `on_skip` (by default a warning line)."""
+    out: dict[str, tuple[RunResult, Path]] = {}
+    for rec, path in valid_runs(find_runs(results_dir, task), on_skip or warn_skipped):
+        out[rec.system] = (rec, path)
     return out
+
+
+def warn_skipped(problem: str) -> None:
+    """The warning line for a results file skipped because it does not read back."""
+    from bench.progress import warn
+
+    warn(f"skipped {problem}; each system's newest valid run is used")
 
 
 def trec_id(identifier: str) -> str:
@@ -252,7 +275,11 @@ def write_trec_run(path: str | Path, query_ids: list[str], ranking: np.ndarray, 
     scores print equal, which only happens for real ties, and those we order by the lower corpus row like the tools
     order by doc id only when ids sort like rows. Without `scores`: depth − rank (the pre-stage format)."""
     depth = ranking.shape[1]
-    with atomic_open(path) as fh:
+    lines = int((ranking >= 0).sum())
+    widest_qid = max((len(trec_id(q)) for q in query_ids), default=0)
+    sample = [len(trec_id(doc_ids[d])) for d in ranking[:1].ravel().tolist() if d >= 0] or [16]
+    need = lines * (widest_qid + max(sample) + len(trec_id(tag)) + 32)  # about: qid Q0 doc rank score tag
+    with atomic_open(path, need=need) as fh:
         for i, (qid, row) in enumerate(zip(query_ids, ranking, strict=True)):
             for rank, doc in enumerate(row.tolist()):
                 if doc < 0:

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.results.record import RunResult, find_runs, load_run
+from bench.results.record import RunResult, latest_runs, load_run
 
 
 def collect_runs(task: str | None, results_dir: Path,
                  run_files: list[Path] | None) -> dict[str, tuple[RunResult, Path]]:
-    """label → (run, path): the given run files, or the newest run of each system on `task` under results_dir. The
-    label is the system's canonical name (a plain retriever name for runs made before systems had names)."""
+    """label → (run, path): the given run files, or the newest valid run of each system on `task` under results_dir.
+    The label is the system's canonical name (a plain retriever name for runs made before systems had names)."""
     found: dict[str, tuple[RunResult, Path]] = {}
     if run_files:
         for path in run_files:
@@ -24,9 +24,7 @@ def collect_runs(task: str | None, results_dir: Path,
         return found
     if not task:
         raise BenchError("give --task (or run files with --run)")
-    for path in find_runs(results_dir, task):  # oldest first, so the newest run of each system wins
-        rec = load_run(path)
-        found[rec.system] = (rec, path)
+    found = latest_runs(results_dir, task)  # a file that does not read back is a warning naming it, then skipped
     if not found:
         raise BenchError(f"no runs of task {task!r} under {results_dir}; make some with `bench run --task {task} ...`")
     return found

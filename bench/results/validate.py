@@ -1,5 +1,7 @@
-"""Field checks for records read back from disk (results files): a wrong type, a missing field or a non-finite number
-is one BenchError naming the file and the field, not a TypeError three calls later."""
+"""Field checks for records read back from disk (results files): a wrong type, a missing field, a non-finite number or
+an impossible one — a metric value outside its measure's range (MRECALL@k and Recall@k in [0, 1]), a fraction where
+the measure counts (MRECALL@k is 0 or 1 per query), a negative count — is one BenchError naming the file and the
+field, not a TypeError three calls later or a table that prints 500.00."""
 
 from __future__ import annotations
 
@@ -60,3 +62,31 @@ def check_run_record(data: dict[str, Any], source: str) -> None:
         for metric, value in summary.items():
             if not _is_number(value):
                 raise BenchError(f"{source}: field 'summary.{metric}' must be a finite number, got {value!r}")
+    for f in ("seed", "corpus_size"):  # counts and seeds are whole numbers ≥ 0
+        if f in data and data[f] < 0:
+            raise bad(f, "≥ 0")
+    _check_ranges(data, source)
+
+
+def _check_ranges(data: dict[str, Any], source: str) -> None:
+    """Every per-query value and mean of a registered measure inside the measure's range, per-query values whole
+    where the measure counts (`Metric.bounds`, `Metric.whole`); a measure this installation does not know is not
+    judged."""
+    from bench.metrics import parse_metric
+
+    qids = data.get("query_ids") or []
+    for part in ("per_query", "summary"):
+        for name, values in (data.get(part) or {}).items():
+            try:
+                metric = parse_metric(name)
+                lo, hi = metric.bounds
+            except BenchError:
+                continue
+            for i, v in enumerate(values if part == "per_query" else [values]):
+                which = f" (query {qids[i]!r})" if part == "per_query" and i < len(qids) else ""
+                if not lo <= v <= hi:
+                    raise BenchError(f"{source}: field '{part}.{name}' holds {v!r}{which}, outside the measure's range "
+                                     f"[{lo:g}, {hi:g}]")
+                if part == "per_query" and metric.whole and v != int(v):
+                    raise BenchError(f"{source}: field '{part}.{name}' holds {v!r}{which}; {metric.measure} is a "
+                                     "count, its per-query values are whole numbers")

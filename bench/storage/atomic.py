@@ -4,7 +4,8 @@ An interrupted run (SIGINT, crash) leaves either the old file or the new one, ne
 removed on any exception, KeyboardInterrupt included. A SIGKILL cannot run that clean-up, so a temp file's name
 carries its writer's process id (`.<name>.<pid>.<random>.tmp`) and `sweep_stale_temps` removes the ones whose writer
 is gone. Written files get the mode the user's umask gives a new file (0666 & ~umask), like `open()` would, not the
-0600 of `mkstemp`.
+0600 of `mkstemp`. A write that fails because the disk is full is one BenchError naming the folder and the space
+needed (bench/storage/space.py), raised after the temp file is removed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from bench.storage.space import DiskFull, disk_full, is_disk_full
 
 _TEMP = re.compile(r"^\..+\.(?P<pid>\d+)\.[^.]+\.tmp$")
 
@@ -57,16 +60,51 @@ def _fault_point(target: Path) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _fault_fill(target: Path) -> None:
+    """Fault injection for the disk-full tests: with BENCH_FAULT_FILL=<glob>, a process about to write a target whose
+    name matches <glob> first fills the disk holding it (a file `.bench-fault-fill` beside it, at most 1 GiB: the
+    tests fill a small tmpfs), as another program might; the write then meets a real full disk. Inert when the
+    variable is unset."""
+    pattern = os.environ.get("BENCH_FAULT_FILL")
+    if not pattern or not fnmatch.fnmatchcase(target.name, pattern):
+        return
+    block = b"\0" * (1 << 16)
+    try:
+        with open(target.parent / ".bench-fault-fill", "ab") as fh:
+            for _ in range((1 << 30) // len(block)):
+                fh.write(block)
+                fh.flush()
+    except OSError:
+        pass
+
+
+
 def _temp_prefix(target: Path) -> str:
     return f".{target.name}.{os.getpid()}."
 
 
+def _size(path: Path) -> int:
+    try:
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temp path next to `path`; on success it is renamed to `path`, on failure deleted."""
+def atomic_path(path: str | os.PathLike[str], need: int | None = None) -> Iterator[Path]:
+    """Yield a temp path next to `path`; on success it is renamed to `path`, on failure deleted. `need`: about how
+    many bytes the file will take, named in the error should the disk fill up."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
+    _fault_fill(target)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        if is_disk_full(exc, target.parent):
+            raise disk_full(target, need) from None
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -76,17 +114,26 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as exc:
+        full, written = is_disk_full(exc, target.parent), _size(tmp_path)
         tmp_path.unlink(missing_ok=True)
+        if full and not isinstance(exc, DiskFull):
+            raise disk_full(target, need, written) from None
         raise
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike[str], need: int | None = None) -> Iterator[Path]:
     """Yield a temp folder next to `path`; on success it replaces `path` (an existing folder is removed first)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
+    _fault_fill(target)
+    try:
+        tmp_path = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
+    except OSError as exc:
+        if is_disk_full(exc, target.parent):
+            raise disk_full(target, need) from None
+        raise
     try:
         yield tmp_path
         _fault_point(target)
@@ -95,15 +142,19 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         if target.is_dir():
             shutil.rmtree(target)
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as exc:
+        full, written = is_disk_full(exc, target.parent), _size(tmp_path)
         shutil.rmtree(tmp_path, ignore_errors=True)
+        if full and not isinstance(exc, DiskFull):
+            raise disk_full(target, need, written) from None
         raise
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8",
+                need: int | None = None) -> Iterator[IO]:
     """Open a temp file for writing that replaces `path` only when the block finishes without error."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, need) as tmp:
         with open(tmp, mode, encoding=None if "b" in mode else encoding) as fh:
             yield fh
 

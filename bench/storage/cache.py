@@ -63,7 +63,25 @@ def cache_root() -> Path:
     if env:
         return Path(env)
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "multitarget-bench"
+    if xdg:
+        return Path(xdg) / "multitarget-bench"
+    try:
+        home = Path.home()
+    except RuntimeError:  # no $HOME and no password-database entry
+        raise BenchError("no cache folder: $HOME is not set (and neither $BENCH_CACHE_DIR nor $XDG_CACHE_HOME); set "
+                         "$BENCH_CACHE_DIR to a writable folder") from None
+    return home / ".cache" / "multitarget-bench"
+
+
+def cache_root_origin() -> str:
+    """Where the cache root comes from, for messages about it: the variable that chose it, and how to choose another."""
+    if os.environ.get("BENCH_CACHE_DIR"):
+        return "$BENCH_CACHE_DIR"
+    other = "set $BENCH_CACHE_DIR to use another folder"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return f"under $XDG_CACHE_HOME; {other}"
+    home = os.environ.get("HOME")
+    return f"under $HOME={home}; {other}" if home else f"under your home folder; {other}"
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:
@@ -223,7 +241,36 @@ def verify_entry(path: str | os.PathLike[str], require_manifest: bool = True) ->
         return f"files not in its manifest: {', '.join(unknown[:3])}" if unknown else None
     if not p.is_file():
         return "expected a file, found a folder"
-    return _check_file(p, manifest, "file")
+    problem = _check_file(p, manifest, "file")
+    return None if problem and _revalidated(p, manifest) else problem
+
+
+def revalidating(*fields: str) -> dict[str, Any]:
+    """The manifest `info` of an entry whose content legitimately changes in place — a record keyed on a source
+    file's path and rewritten when the file's size or mtime change (corpus scans, model fingerprints, an encode's
+    meta.json): judged by its content (a JSON object with these fields), not by a checksum taken before the change."""
+    return {"revalidate": {"json_fields": list(fields)}}
+
+
+def _revalidated(p: Path, manifest: Mapping[str, Any]) -> bool:
+    rule = (manifest.get("info") or {}).get("revalidate")
+    if not isinstance(rule, dict):
+        return False
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and all(f in data for f in rule.get("json_fields") or [])
+
+
+def write_record(path: str | os.PathLike[str], record: Mapping[str, Any], *fields: str) -> Path:
+    """Write a small JSON record that is rewritten in place as its source changes, as a cache entry: atomically,
+    with a manifest that says to judge it by its content (`revalidating`), under the entry's lock."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(record, fh, indent=1, sort_keys=True)
+
+    return write_entry(path, write, info=revalidating(*fields))
 
 
 # ------------------------------------------------------------------------------------------------ quarantine
@@ -256,9 +303,9 @@ def quarantine(path: str | os.PathLike[str]) -> Path | None:
 
 
 def _warn(message: str) -> None:
-    from bench.progress import STDERR
+    from bench.progress import warn
 
-    STDERR.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    warn(message)
 
 
 def report_and_quarantine(path: Path, problem: str, what: str = "rebuilding it") -> Path | None:
@@ -279,14 +326,26 @@ def write_entry(
     packages: tuple[str, ...] = (),
     info: Mapping[str, Any] | None = None,
     recipe: Recipe | None = None,
+    need: int | None = None,
 ) -> Path:
-    """Write an entry atomically with its manifest: `build(tmp)` fills a temp file (or folder); no lock is taken."""
+    """Write an entry atomically with its manifest, under the entry's lock: `build(tmp)` fills a temp file (or
+    folder). `need`: about the bytes it takes, named should the disk fill up."""
     p = Path(path)
-    writer = atomic_dir(p) if folder else atomic_path(p)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with entry_lock(p):
+        return _write_entry(p, build, folder, packages, info, recipe, need)
+
+
+def _write_entry(p: Path, build: Callable[[Path], object], folder: bool, packages: tuple[str, ...],
+                 info: Mapping[str, Any] | None, recipe: Recipe | None, need: int | None = None) -> Path:
+    """The entry and its manifest, written by one step while its lock is held: the entry is renamed into place, then
+    the manifest. Whoever takes the lock (a reader that found them disagreeing, `bench cache verify`) sees both or
+    neither; a kill between the two renames leaves an entry without a manifest, which is proven by loading it."""
+    writer = atomic_dir(p, need) if folder else atomic_path(p, need)
     with writer as tmp:
         build(tmp)
         manifest = _make_manifest(tmp, packages, info, recipe)
-        if folder and p.exists():  # replacing a folder entry: its old manifest must not vouch for the new content
+        if p.exists():  # replacing an entry: its old manifest must not vouch for the new content
             manifest_path(p).unlink(missing_ok=True)
     _write_manifest(p, manifest)
     return p
@@ -358,7 +417,7 @@ def load_or_build(
                 report_and_quarantine(p, problem)
         if on_build is not None:
             on_build()
-        write_entry(p, build, folder=folder, packages=packages, info=info, recipe=recipe)
+        _write_entry(p, build, folder, packages, info, recipe)
         ok, value, problem = _try_load(p, load)
         if not ok:
             raise BenchError(f"cache entry {p} was just built but cannot be read back: {problem}")

@@ -29,8 +29,8 @@ def checkpoint_key(config: dict[str, Any]) -> str:
 
 
 def checkpoint_path(retriever: str, key: str) -> Path:
-    """`<cache root>/checkpoints/<retriever>-<key>.safetensors`."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in retriever)
+    """`<cache root>/checkpoints/<retriever>-<key>.safetensors` (the name cut to 80 characters: the key is unique)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in retriever)[:80]
     return cache_root() / "checkpoints" / f"{safe}-{key}.safetensors"
 
 

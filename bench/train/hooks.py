@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +40,9 @@ class Trainer(Protocol):
     def validation_hook(self) -> Any: ...
 
     def training_state(self, step: int) -> dict[str, Any]: ...
+
+    @property
+    def trainable(self) -> Sequence[torch.Tensor]: ...
 
 
 @dataclass
@@ -157,6 +161,16 @@ class Checkpointing(Hook):
         self.path = Path(path)
         self.every = every
 
+    def on_start(self, trainer: Trainer) -> None:
+        """Refuse, before the first step, a disk without room for what training writes: the training state (weights,
+        AdamW's two moments, the best weights) and the checkpoint (the weights again)."""
+        if self.every <= 0 or not trainer.strategy.is_main:
+            return
+        from bench.storage.preflight import check_free_space
+
+        weights = sum(t.numel() * t.element_size() for t in trainer.trainable)
+        check_free_space(self.path.parent, 5 * weights, f"training state and checkpoint ({self.path.parent})")
+
     def after_step(self, trainer: Trainer, rec: StepRecord) -> None:
         if self.every <= 0 or rec.step % self.every or rec.step >= trainer.cfg.steps:
             return
@@ -171,9 +185,10 @@ class Checkpointing(Hook):
 
 def save_training_state(path: Path, state: dict[str, Any]) -> None:
     from bench.storage.cache import write_entry
+    from bench.storage.space import nbytes_of
 
-    write_entry(path, lambda tmp: torch.save(state, tmp), packages=("torch",), info={"kind": "training state",
-                                                                                    "step": state["step"]})
+    write_entry(path, lambda tmp: torch.save(state, tmp), packages=("torch",),
+                info={"kind": "training state", "step": state["step"]}, need=nbytes_of(state) + (64 << 10))
 
 
 def load_training_state(path: Path) -> dict[str, Any] | None:

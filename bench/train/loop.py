@@ -60,6 +60,11 @@ class TrainResult:
                 "history": self.history, "resumed_from_step": self.resumed_from}
 
 
+class Diverged(Exception):
+    """Training went numerically wrong (a non-finite loss or model output); the loop turns it into one error line
+    naming the step and the setting to change."""
+
+
 class Trainer:
     """Trains one QueryEncoder on TrainingExamples against frozen corpus embeddings (an array-like store)."""
 
@@ -122,6 +127,8 @@ class Trainer:
         m = self.objective.n_predictions(pos.shape[1])
         with self.autocast():
             preds = model(inputs, m, teacher=pos if teacher else None, teacher_mask=mask, use_pred=use_pred)
+            if not bool(torch.isfinite(preds).all()):  # weights blown up by too large a step: no loss can follow
+                raise Diverged("the model's outputs are no longer finite numbers")
             stop = getattr(self.model, "stop_logits", None)  # set by this forward when the model has a stop head
             return self.objective.loss(LossInputs(preds, pos, neg, mask, self.cfg.tau, self.cfg.reduction, dist,
                                                   stop_logits=stop))
@@ -212,7 +219,7 @@ class Trainer:
         self.sched.step()
         (value,) = self.strategy.sum_floats(local_total)
         if not math.isfinite(value):
-            raise BenchError(f"training diverged at step {step}: loss {value} (try a lower lr)")
+            raise Diverged(f"the loss is {value}")
         return value, p
 
     # -- the run --------------------------------------------------------------------------------------------------
@@ -244,12 +251,16 @@ class Trainer:
             hook.on_start(self)
         try:
             for step in range(self.start_step, cfg.steps):
-                value, p = self.train_step(step, wrapped)
-                done = step + 1
-                rec = StepRecord(done, value, p, self.opt.param_groups[0]["lr"],
-                                 is_eval=done % cfg.eval_every == 0 or done == cfg.steps)
-                for hook in self.hooks:
-                    hook.after_step(self, rec)
+                try:
+                    value, p = self.train_step(step, wrapped)
+                    done = step + 1
+                    rec = StepRecord(done, value, p, self.opt.param_groups[0]["lr"],
+                                     is_eval=done % cfg.eval_every == 0 or done == cfg.steps)
+                    for hook in self.hooks:
+                        hook.after_step(self, rec)
+                except Diverged as exc:
+                    raise BenchError(f"training diverged at step {step + 1} of {cfg.steps}: {exc}; lower the learning "
+                                     f"rate (-r lr=, now {cfg.lr:g})") from None
         finally:
             for hook in self.hooks:
                 if isinstance(hook, Logging):

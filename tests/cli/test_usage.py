@@ -116,7 +116,7 @@ def test_check_writable_creates_missing_folders_and_free_space(tmp_path: Path) -
     from bench.storage.preflight import check_free_space, check_writable
 
     assert check_writable(tmp_path / "a" / "b").is_dir()
-    with pytest.raises(BenchError, match=r"needs about 1024.0 TB on .*, only .* free"):
+    with pytest.raises(BenchError, match=r"needs about 1024.0 TB on .*, plus the margin of 64 MiB .*; only .* free"):
         check_free_space(tmp_path, 1 << 50, "the cache")
     check_free_space(tmp_path, 1, "the cache")
 
@@ -203,8 +203,10 @@ def test_bad_task_files_are_one_error_line(name: str, payload: bytes, message: s
     assert len(err.splitlines()) == 1
 
 
-@robust(case="a results file with a field of the wrong type, or not UTF-8, read by `bench compare`",
-        outcome="one `error:` line naming the file and the field; exit 2")
+@robust(case="a results file with a field of the wrong type, or not UTF-8, read by `bench compare` (given with --run, "
+        "or the only run of the task under --results-dir)",
+        outcome="one `error:` line naming the file and the field; exit 2 (in a results folder: a `warning:` naming "
+        "them, the file skipped, then `error: no runs of task …`)")
 @pytest.mark.parametrize(("payload", "message"), [
     (b'{"run_id": "x", "task": 5}', "field 'task' must be a string, got 5"),
     (b"\xff\xfe", "not UTF-8 text (byte 0: invalid start byte)"),
@@ -214,9 +216,15 @@ def test_bad_results_file_is_one_error_line(payload: bytes, message: str, tmp_pa
     run_file = tmp_path / "synthetic-linear-single" / "input" / "r.json"
     run_file.parent.mkdir(parents=True)
     run_file.write_bytes(payload)
-    code = main(["compare", "--task", "synthetic-linear-single", "--results-dir", str(tmp_path)])
+    code = main(["compare", "--run", str(run_file)])
     assert code == 2
     assert capsys.readouterr().err.strip() == f"error: {run_file}: {message}"
+    code = main(["compare", "--task", "synthetic-linear-single", "--results-dir", str(tmp_path)])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2
+    assert err.startswith(f"warning: skipped {run_file}: {message}; each system's newest valid run is used")
+    assert err.endswith(f"error: no runs of task 'synthetic-linear-single' under {tmp_path}; make some with `bench run "
+                        "--task synthetic-linear-single ...`"), err
 
 
 @robust(case="results and cache files written by `bench run` under umask 022 and 027",

@@ -121,6 +121,32 @@ def test_queries_and_qrels_errors(tmp_path: Path) -> None:
         read_qrels(write_lines(tmp_path / "test.tsv", ["query-id\tcorpus-id\tscore", "q1\ta"]))
 
 
+def test_qrels_tsv_that_is_not_tab_separated_says_so(tmp_path: Path) -> None:
+    for lines, message in ((["corpus-id,query-id,score", "q1\ta\t1"], r"line 1: not tab-separated: the header "
+                                                                      r"'corpus-id,query-id,score'"),
+                           (["query-id corpus-id score", "q1\ta\t1"], r"line 1: not tab-separated"),
+                           (["corpus-id\tquery-id\tscore", "q1\ta\t1"],
+                            r"line 1: the header must be query-id, corpus-id, score\[, cluster\] in that order"),
+                           (["q1,a,1"], r"line 1: expected 3 tab-separated fields .*, got 1; the line has no tab")):
+        with pytest.raises(BenchError, match=message):
+            read_qrels(write_lines(tmp_path / "test.tsv", lines))
+    rows = read_qrels(write_lines(tmp_path / "test.tsv", ["qid\tcorpus-id\tscore", "qid7\ta\t1"]))
+    assert [(r.query_id, r.line) for r in rows] == [("qid7", 2)]
+
+
+def test_scan_counts_empty_documents_and_warns_when_all_are(tmp_path: Path, cache: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    some = write_lines(tmp_path / "some.jsonl", [jl(_id="a", text="x"), jl(_id="b", text="  ", title="")])
+    assert JsonlCorpus(some).scan().fingerprint_info["empty_documents"] == 1
+    assert "warning" not in capsys.readouterr().err
+    empty = write_lines(tmp_path / "empty.jsonl", [jl(_id="a", text=""), jl(_id="b", text=" ", title="\t")])
+    for method in ("sha256", "cached"):  # the count is kept with the cached scan: a warm run warns too
+        scan = JsonlCorpus(empty).scan()
+        assert scan.fingerprint_info["method"] == method and scan.fingerprint_info["empty_documents"] == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"warning: {empty}: every one of its 2 documents is empty" in err
+
+
 def test_wiki_summaries_reader(shared_data: Path) -> None:
     reader = WikiSummariesCorpus(shared_data / "wiki-vital" / "summaries_en-us.json", limit=5)
     docs = list(reader.iter_documents())

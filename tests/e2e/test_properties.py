@@ -134,6 +134,92 @@ def test_results_reader_parses_or_raises_bench_error(tmp_path_factory: pytest.Te
     _parse_or_bench_error(load_run, path)
 
 
+QIDS = [f"q{i}" for i in range(6)]
+METRICS = ("MRECALL@10", "Recall@10")
+
+
+def _record(system: str, mrecall: list[float], recall: list[float]) -> dict:
+    """A run record of one system on six queries, as `bench run` writes it (the fields compare reads)."""
+    per_query = {"MRECALL@10": mrecall, "Recall@10": recall}
+    return {"schema_version": 2, "run_id": f"20260101T000000000Z-{system * 8}",
+            "task": "synthetic-linear-single", "retriever": system, "system": system, "split": "test", "ks": [10],
+            "query_ids": list(QIDS), "per_query": per_query,
+            "summary": {m: sum(v) / len(v) for m, v in per_query.items()},
+            "data_hash": {"corpus": "c0", "test": "t0"}, "seed": 0, "corpus_size": 100}
+
+
+valid_runs = st.builds(
+    _record, st.just("b"), st.lists(st.sampled_from([0.0, 1.0]), min_size=6, max_size=6),
+    st.lists(st.floats(0, 1, allow_nan=False) | st.sampled_from([0.0, 0.5, 1.0]), min_size=6, max_size=6))
+impossible = st.sampled_from([5.0, -0.5, 1.5, 0.5, 100.0, -1e-9, 1 + 1e-9, float("nan"), float("inf")])
+
+
+@st.composite
+def broken_runs(draw: st.DrawFn) -> dict:
+    """A valid record with one field made impossible: a metric value out of range (or a fraction where MRECALL
+    counts, or NaN), a summary out of range, a field of the wrong type, a missing field, a count below zero."""
+    rec = draw(valid_runs)
+    how = draw(st.sampled_from(["per_query", "summary", "type", "missing", "count"]))
+    if how == "per_query":
+        values = rec["per_query"][draw(st.sampled_from(METRICS))]
+        values[draw(st.integers(0, 5))] = draw(impossible)
+    elif how == "summary":
+        rec["summary"][draw(st.sampled_from(METRICS))] = draw(impossible)
+    elif how == "type":
+        rec[draw(st.sampled_from(["per_query", "summary", "ks", "query_ids", "task"]))] = draw(json_scalars)
+    elif how == "missing":
+        del rec[draw(st.sampled_from(["per_query", "summary", "query_ids", "task", "run_id"]))]
+    else:
+        rec[draw(st.sampled_from(["seed", "corpus_size"]))] = -draw(st.integers(1, 10))
+    return rec
+
+
+def _as_json(rec: dict) -> bytes:
+    return json.dumps(rec, allow_nan=True).encode()
+
+
+run_files = valid_runs.map(_as_json) | broken_runs().map(_as_json) | \
+    broken_runs().map(_as_json).map(lambda b: b[: len(b) // 2]) | st.binary(max_size=200)  # truncated, or bytes
+
+
+@robust(case="random valid and invalid results files (values out of range, fractions where MRECALL counts, NaN, "
+        "wrong types, missing fields, negative counts, truncated JSON, bytes) given to `bench compare`, as --run files "
+        "and in a results folder (hypothesis, fixed seed)",
+        outcome="either a table whose every value lies in [0, 100] (broken files in a folder skipped with a warning "
+        "each) or exactly one `error:` line; never a traceback", issue=11)
+@settings(CI, max_examples=40)
+@given(files=st.lists(run_files, min_size=1, max_size=3), mode=st.sampled_from(["runs", "folder"]))
+def test_compare_prints_values_in_range_or_one_error(tmp_path_factory: pytest.TempPathFactory,
+                                                     capsys: pytest.CaptureFixture, files: list[bytes],
+                                                     mode: str) -> None:
+    from bench.cli import main
+
+    root = tmp_path_factory.mktemp("compare")
+    baseline = root / "results" / "synthetic-linear-single" / "a" / "20250101T000000000Z-00000000.json"
+    baseline.parent.mkdir(parents=True)
+    baseline.write_text(json.dumps(_record("a", [1.0, 0.0, 1.0, 1.0, 0.0, 1.0], [1.0, 0.5, 1.0, 1.0, 0.2, 1.0])))
+    paths = [baseline]
+    for i, payload in enumerate(files):
+        path = root / "results" / "synthetic-linear-single" / "b" / f"2026010{i + 1}T000000000Z-0000000{i}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)
+        paths.append(path)
+    where = [a for p in paths for a in ("--run", str(p))] if mode == "runs" else \
+        ["--task", "synthetic-linear-single", "--results-dir", str(root / "results")]
+    capsys.readouterr()
+    code = main(["compare", *where, "--format", "json", "--resamples", "200", "--baseline", "a"])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    if code == 0:
+        assert errors == []
+        doc = json.loads(out)
+        values = [row[key] for row in doc["rows"] for key in ("value", "baseline_value") if row[key] is not None]
+        assert values and all(0 <= 100 * v <= 100 for v in values), values
+    else:
+        assert code == 2 and len(errors) == 1, err
+
+
 @robust(case="arbitrary bytes in place of a cached synthetic task file (hypothesis)",
         outcome="the entry is reported, moved aside and rebuilt: the arrays come back right, never an exception")
 @settings(CI, max_examples=25)

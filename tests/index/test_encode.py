@@ -20,7 +20,7 @@ from bench.data.task import Corpus
 from bench.errors import BenchError
 from bench.index import FlatIndex, MappedStore, l2_normalise
 from bench.index.encode import CorpusEncoder, ShardStore, encode_in_shards, folder_sha256, resolve_model
-from bench.storage.cache import cache_root
+from bench.storage.cache import cache_root, verify_entry
 from tests.support import REPO
 
 
@@ -196,7 +196,8 @@ def test_folder_fingerprint_follows_the_files(cache: Path, tmp_path: Path) -> No
     (model / "weights.bin").write_bytes(b"\x00" * 100)
     first = folder_sha256(model)
     assert folder_sha256(model) == first
-    assert len(list((cache / "fingerprints").glob("*.json"))) == 1
+    (memo,) = [p for p in (cache / "fingerprints").glob("*.json") if not p.name.endswith(".manifest.json")]
+    assert verify_entry(memo) is None  # a cache entry with its manifest
     (model / "weights.bin").write_bytes(b"\x01" * 100)
     assert folder_sha256(model) != first
     source = resolve_model(str(model), model_id="org/name")

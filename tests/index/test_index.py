@@ -278,6 +278,34 @@ def test_bad_index_names_are_clear_errors(tmp_path: Path, monkeypatch: pytest.Mo
         IndexSpec("ivf", nprobe=0)
 
 
+@pytest.mark.parametrize(("factory", "need"), [("Flat", None), ("HNSW32", None), ("IVF256,SQ8", 256),
+                                                ("IVF1,PQ8x8", 256), ("IVF1024,PQ16x4fs", 1024), ("IVF4,PQ4x4", 16),
+                                                ("HNSW32_PQ12", 256), ("IMI2x8,PQ8", 256), ("IVF99999,Flat", 99999)])
+def test_training_needs_of_factory_strings(factory: str, need: int | None) -> None:
+    from bench.index.spec import training_needs
+
+    got = training_needs(factory)
+    assert (got[0] if got else None) == need
+
+
+def test_an_untrainable_index_is_refused_with_the_corpus_it_needs(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.index.spec import check_trainable
+
+    for kind in ("flat", "hnsw", "ivf"):  # an IVF of 46 documents has one list: it trains
+        check_trainable(IndexSpec(kind), 46)
+    with pytest.raises(BenchError, match=r"--index ivfpq cannot be trained here: .* at least 256 training vectors, but "
+                                         r"the corpus has 46 documents; use a corpus of at least 256 documents"):
+        check_trainable(IndexSpec("ivfpq"), 46)
+    check_trainable(IndexSpec("ivfpq"), 256)
+    with pytest.raises(BenchError, match="but train_size=100 gives it 100; raise train_size"):
+        check_trainable(IndexSpec("IVF256,Flat", train_size=100), 10_000)
+    # the same check guards the build itself, after encoding, whatever asked for the index
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
+    with pytest.raises(BenchError, match="at least 512 training vectors, but the corpus has 100 documents"):
+        open_index(IndexSpec("IVF512,Flat"), ArrayStore(_clustered(100, 8), key="e"))
+
+
 # ------------------------------------------------------------------------------------------------ GPU code paths
 
 

@@ -53,3 +53,14 @@ def test_every_results_file_of_real_runs_is_strict_json(tmp_path: Path) -> None:
     assert record["retriever_info"]["m_pred"] == 1  # type: ignore[index]
     assert div["pred_mean_pairwise_cos"] == [None] * 20
     assert all(isinstance(v, float) for v in div["target_mean_pairwise_cos"])
+
+
+def test_long_system_names_fold_into_a_bounded_folder() -> None:
+    from bench.results.record import system_folder
+
+    assert system_folder("amer") == "amer" and system_folder("amer[steps=50]") == "amer[steps=50]"
+    assert system_folder("a" * 100) == "a" * 100
+    name = "amer[steps=3,instruction=" + "x" * 4975 + "]"
+    folded = system_folder(name)
+    assert len(folded) == 89 and folded.startswith(name[:80] + "-")
+    assert folded != system_folder(name[:-1] + "y]") and system_folder("a" * 101) != "a" * 101

@@ -229,3 +229,47 @@ def test_killed_builder_leaves_no_lock_and_no_partial_file(cache: Path, tmp_path
     assert time.time() - t < 30
     assert log.read_text().splitlines() == ["build", "build"]
     assert sorted(p.name for p in path.parent.iterdir()) == [".locks", "e.txt", "e.txt.manifest.json"]
+
+
+def test_a_record_rewritten_in_place_is_judged_by_its_content(cache: Path) -> None:
+    """A stat-keyed record (a corpus scan) that changes after its manifest was taken is re-validated, not corrupt; one
+    that is no longer the record it was (not JSON, a field gone) is damaged."""
+    from bench.storage.cache import write_record
+
+    path = cache / "corpus-scan" / "k.json"
+    write_record(path, {"size": 1, "mtime_ns": 2, "sha256": "a", "fingerprint": "f"}, "size", "mtime_ns", "fingerprint")
+    assert verify_entry(path) is None
+    path.write_text(json.dumps({"size": 10, "mtime_ns": 20, "sha256": "b", "fingerprint": "g"}))  # under the old one
+    assert verify_entry(path) is None
+    path.write_text(json.dumps({"size": 10, "sha256": "b"}))  # "fingerprint" gone
+    assert verify_entry(path) is not None
+    path.write_text("{not json")
+    assert verify_entry(path) is not None
+    write_entry(cache / "plain.json", lambda tmp: tmp.write_text("{}"))  # an ordinary entry keeps its checksum
+    (cache / "plain.json").write_text("[]")
+    assert verify_entry(cache / "plain.json") == "file: sha256 does not match its manifest (corrupt)"
+
+
+_LOCK_HOLDER = """
+import sys, time
+from bench.storage.cache import entry_lock
+with entry_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_write_entry_waits_for_the_entry_lock(cache: Path) -> None:
+    """The entry and its manifest are written under the entry's lock, so whoever holds it (a verifier, a builder)
+    never sees one without the other being settled."""
+    path = cache / "x" / "e.bin"
+    holder = subprocess.Popen([sys.executable, "-c", _LOCK_HOLDER, str(path), "1.5"], cwd=REPO, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        t0 = time.perf_counter()
+        write_entry(path, lambda tmp: tmp.write_bytes(b"data"))
+        assert time.perf_counter() - t0 > 0.5  # it waited for the holder
+    finally:
+        holder.wait(timeout=30)
+    assert verify_entry(path) is None and json.loads(manifest_path(path).read_text())["size"] == 4
