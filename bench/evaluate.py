@@ -47,18 +47,25 @@ def check(task: Task, systems: Sequence[System], metrics: Sequence[Metric], sess
 def evaluate(task: Task, system: System, metrics: Sequence[Metric], session: Session, *, seed: int = 0,
              split: str = "test", retrain: bool = False, results_dir: str | Path = "results") -> tuple[RunResult, Path]:
     """Run one built system on the task (checked already: `check`) and store its record atomically; returns the
-    record and the path of its JSON file."""
+    record and the path of its JSON file. Under torchrun (`session.world`) every rank takes part in the run, rank 0
+    alone writes the one record, and every rank returns it."""
     t0 = time.perf_counter()
     data = session.task_data(task)
     load = time.perf_counter() - t0
     outcome = pipeline.run(system, data, split, metrics, session, seed=seed, retrain=retrain,
                            recipe=recipe(task, system, metrics, session, seed, split))
-    timings = {"load_task": load, **outcome.timings, "total": time.perf_counter() - t0}
-    record = RunResult.of_run(task, data, system, outcome, metrics, seed=seed, split=split, index=session.index,
-                              timings=timings)
-    path = save_run(record, results_dir, ranking=outcome.candidates.rows, doc_ids=data.corpus.ids,
-                    scores=outcome.candidates.scores)
-    return record, path
+    stored: tuple[RunResult, Path] | None = None
+    if outcome is not None:
+        timings = {"load_task": load, **outcome.timings, "total": time.perf_counter() - t0}
+        record = RunResult.of_run(task, data, system, outcome, metrics, seed=seed, split=split, index=session.index,
+                                  timings=timings)
+        path = save_run(record, results_dir, ranking=outcome.candidates.rows, doc_ids=data.corpus.ids,
+                        scores=outcome.candidates.scores)
+        stored = (record, path)
+    if session.world is not None:
+        stored = session.world.share("record", stored, "writing the results")
+    assert stored is not None
+    return stored
 
 
 def evaluate_named(task: str, system: str, ks: Sequence[int] = (10, 100), task_params: Pairs = (),
