@@ -62,12 +62,39 @@ def collect_runs(task: str | None, results_dir: Path,
         return found
     if not task:
         raise BenchError("give --task (or run files with --run)")
+    by_corpus: dict[str, dict[str, tuple[RunResult, Path]]] = {}
     for path in find_runs(results_dir, task):  # oldest first, so the newest run of each system wins
         rec = load_run(path)
-        found[rec.system] = (rec, path)
-    if not found:
+        corpus = str(rec.data_hash.get("corpus", ""))
+        for other in by_corpus.values():  # a system's newest run decides its corpus
+            other.pop(rec.system, None)
+        by_corpus.setdefault(corpus, {})[rec.system] = (rec, path)
+    by_corpus = {c: runs for c, runs in by_corpus.items() if runs}
+    if not by_corpus:
         raise BenchError(f"no runs of task {task!r} under {results_dir}; make some with `bench run --task {task} ...`")
+    if len(by_corpus) > 1:
+        raise BenchError(mixed_corpora(task, by_corpus))
+    (found,) = by_corpus.values()
     return found
+
+
+def mixed_corpora(task: str, by_corpus: dict[str, dict[str, tuple[RunResult, Path]]]) -> str:
+    """The error for a task whose newest runs are on several corpora: which systems ran on which, and how to pick."""
+    parts: list[str] = []
+    firsts: list[RunResult] = []
+    example: list[str] = []
+    for runs in by_corpus.values():
+        rec, path = next(iter(runs.values()))
+        firsts.append(rec)
+        tag = rec.task_info.get("corpus_tag") or f"corpus {str(rec.data_hash.get('corpus', ''))[:12]}…"
+        parts.append(f"{tag}: {', '.join(sorted(runs))} (in {path.parent.parent})")
+        example = example or [str(p) for _, p in runs.values()][:2]
+    a, b = firsts[1].task_params, firsts[0].task_params  # a later corpus against the first, as check_comparable
+    params = ", ".join(f"{k}={a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+    return (f"cannot compare the newest runs of task {task!r}: their corpus differs ({len(by_corpus)} corpora — "
+            + "; ".join(parts) + ")" + (f"; task params differ: {params}" if params else "")
+            + ". Compare the runs of one corpus by naming their files: "
+            + " ".join(f"--run {p}" for p in example) + " …")
 
 
 def _write_or_print(text: str, output: Path | None) -> None:
