@@ -34,6 +34,7 @@ from bench.errors import BenchError
 from bench.index import IndexSpec, corpus_store, open_index
 from bench.storage.cache import cache_root, file_sha256, stable_hash
 from bench.systems.context import RunContext
+from bench.systems.names import parse_system
 from bench.systems.retriever import VectorRetriever, build_retriever
 
 MAPPING_VERSION = 2
@@ -166,9 +167,12 @@ def dense_candidates(corpus: Corpus, texts: Sequence[str], depth: int, retriever
 
 
 def dense_store(corpus: Corpus, retriever_name: str, world: World | None = None) -> tuple[VectorRetriever, Any, Any]:
-    """A dense retriever, the corpus's embedding store in its space (encoded when missing; shared out over the ranks
-    under torchrun) and its document encoder."""
-    retriever = build_retriever(retriever_name)
+    """A dense retriever (a name, with parameters if any: `minilm[shard_size=4096]`), the corpus's embedding store in
+    its space (encoded when missing; shared out over the ranks under torchrun) and its document encoder."""
+    spec = parse_system(retriever_name)
+    if spec.expander is not None or spec.fuser is not None or spec.rerankers:
+        raise BenchError(f"gold mapping: dense={retriever_name!r} must be a plain retriever")
+    retriever = build_retriever(spec.retriever.name, spec.retriever.params)
     if not isinstance(retriever, VectorRetriever):
         raise BenchError(f"gold mapping: dense={retriever_name!r} is not a dense retriever")
     retriever.place(resolve("auto", source="cli"))

@@ -218,7 +218,8 @@ def encode_cmd(
         r = system.retriever
         if not isinstance(r, VectorRetriever):
             if not quiet:
-                out.print(f"{escape(r.name)}: no corpus embeddings (it ranks by itself)", highlight=False)
+                out.print(f"{escape(r.name)}: no corpus embeddings (it ranks by itself)", highlight=False,
+                          soft_wrap=True)
             continue
         store, space = session.corpus_vectors(data, r)
         if quiet:
@@ -226,4 +227,4 @@ def encode_cmd(
         where = getattr(store, "paths", None)
         place = f" in {escape(str(where[0].parent))}" if where else " (the task's own vectors, in memory)"
         out.print(f"{escape(r.name)}: {store.ntotal:,} × {store.dim} embeddings ({escape(space)}){place}",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)  # one line: the folder is pasted as it stands

@@ -45,7 +45,7 @@ def test_audit_reports_and_drops(task_args: list[str], capsys: pytest.CaptureFix
     assert f"leaked test questions: {leaked}; dropped: {leaked}" in text
 
 
-@pytest.mark.robustness(case="`bench data audit --drop`, expecting the next `bench run` to leave the leaked questions out",
+@pytest.mark.robustness(case="`bench data audit --drop`, expecting later runs to leave the leaked questions out",
                         outcome="one error: nothing persists between commands; -t drop_leaked=true on the run drops "
                                 "them (and is recorded)")
 def test_audit_drop_is_gone_and_says_what_does_it(task_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:

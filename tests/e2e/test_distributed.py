@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.support import REPO
+from tests.support.published import write_ambigqa
 from tests.support.wiki_beir import make_wiki_beir
 
 pytestmark = pytest.mark.slow
@@ -121,3 +122,24 @@ def test_a_killed_rank_is_named_and_the_rerun_reuses_its_shards(data: Path, sing
     assert run["per_query"] == single["runs"][0]["per_query"]
     for p in _shards(cache):
         assert np.array_equal(np.load(p), np.load(single["cache"] / "embeddings" / p.parent.name / p.name))
+
+
+def test_data_prepare_shares_the_dense_encoding_out(tmp_path: Path) -> None:
+    """`torchrun ... bench data prepare`: both ranks encode the corpus for the dense candidates, rank 0 maps; the
+    prepared task is the one a single process prepares."""
+    write_ambigqa(tmp_path)
+    args = ["data", "prepare", "--task", "ambigqa", "--data-dir", str(tmp_path / "ambignq"), "--corpus",
+            str(tmp_path / "psgs_w100.tsv"), "-t", "dense=minilm[shard_size=16]"]
+    done = _torchrun(["-m", "bench", *args], _env(tmp_path / "cache"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    writers = [json.loads(Path(f"{p}.manifest.json").read_text())["info"]["rank"] for p in _shards(tmp_path / "cache")]
+    assert len(writers) == 8 and sorted(set(writers)) == [0, 1]
+    assert done.stdout.count("prepared:") == 1  # rank 0 prints
+    (folder,) = (tmp_path / "cache" / "tasks" / "ambigqa").iterdir()
+    single = subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, env=_env(tmp_path / "cache1"),
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stdout + single.stderr
+    (ref,) = (tmp_path / "cache1" / "tasks" / "ambigqa").iterdir()
+    assert folder.name == ref.name
+    for name in ("queries.jsonl", "qrels/train.tsv", "qrels/test.tsv"):
+        assert (folder / name).read_text() == (ref / name).read_text()
