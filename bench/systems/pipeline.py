@@ -359,8 +359,8 @@ class _Services:
                 raise BenchError(f"{system!r} must be a plain retriever (no expander or re-ranker) here")
             ctx = dataclasses.replace(self.ctx, corpus_embeddings=None, index=None, retrain=False, extra={})
             if isinstance(built.retriever, VectorRetriever):
-                ctx.corpus_embeddings, ctx.index, _ = self.session.corpus_index(self.ctx.task, built.retriever,
-                                                                                self.ctx.recipe)
+                ctx.corpus_embeddings, ctx.index, _ = self.session.corpus_index(  # rank 0 alone, under torchrun
+                    self.ctx.task, built.retriever, self.ctx.recipe, shared=False)
             built.retriever.prepare(ctx)
             self._systems[system] = (built, ctx)
         built, ctx = self._systems[system]

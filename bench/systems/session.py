@@ -39,12 +39,12 @@ class Session:
             self._tasks[key] = task.load()
         return self._tasks[key]
 
-    def corpus_vectors(self, data: TaskData, retriever: VectorRetriever, recipe: Recipe | None = None
-                       ) -> tuple[VectorStore, str]:
+    def corpus_vectors(self, data: TaskData, retriever: VectorRetriever, recipe: Recipe | None = None,
+                       shared: bool = True) -> tuple[VectorStore, str]:
         """The corpus's vector store (normalised embeddings, encoded into cached shards when missing, shared out over
-        the ranks under torchrun) for this retriever's document encoder, and the name of that embedding space.
-        `--device` is resolved once (bench/device.py) and handed to the retriever; `recipe` goes into the manifests
-        of the entries it writes."""
+        the ranks under torchrun unless `shared` is False: a call one rank makes alone) for this retriever's document
+        encoder, and the name of that embedding space. `--device` is resolved once (bench/device.py) and handed to the
+        retriever; `recipe` goes into the manifests of the entries it writes."""
         retriever.place(resolve_placement(self.device, source="cli"))  # dense / mteb encoders run where --device says
         encoder = retriever.document_encoder(data)
         if encoder is None:
@@ -57,19 +57,21 @@ class Session:
             space = encoder.cache_key
         key = stable_hash([data.corpus.fingerprint, space, self.index.session_key()])
         if key not in self._stores:  # the shards (or the task's vectors) are the one copy of the embeddings
-            self._stores[key] = corpus_store(data.corpus, encoder, self.index, recipe=recipe, world=self.world)
+            world = self.world if shared else None
+            self._stores[key] = corpus_store(data.corpus, encoder, self.index, recipe=recipe, world=world)
         return self._stores[key], space
 
-    def corpus_index(self, data: TaskData, retriever: VectorRetriever, recipe: Recipe | None = None
-                     ) -> tuple[VectorStore, Index, str]:
+    def corpus_index(self, data: TaskData, retriever: VectorRetriever, recipe: Recipe | None = None,
+                     shared: bool = True) -> tuple[VectorStore, Index, str]:
         """The corpus's vector store (`corpus_vectors`), its index (bench/index) for this retriever's document
-        encoder, and the name of that embedding space."""
-        store, space = self.corpus_vectors(data, retriever, recipe)
+        encoder, and the name of that embedding space. `shared=False`: called by one rank alone (a stage's own
+        retrieval on rank 0), so nothing waits for the other ranks."""
+        store, space = self.corpus_vectors(data, retriever, recipe, shared)
         placement = resolve_placement(self.device, source="cli")
         key = stable_hash([data.corpus.fingerprint, space, self.index.session_key()])
         if key not in self._indexes:
             index: Index
-            if self.world is None or self.index.exact:
+            if self.world is None or not shared or self.index.exact:
                 index = open_index(self.index, store, placement, self.console, recipe=recipe)
             else:  # an approximate index is trained and cached once, by rank 0; the others load it
                 with self.world.rank_zero_first(f"index/{key}", "building the approximate index"):

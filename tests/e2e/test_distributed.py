@@ -101,6 +101,9 @@ def test_two_ranks_spend_at_most_1_3x_the_cpu_time_of_one(single: dict, two: dic
     assert sum(two["cpu"]) <= 1.3 * single["cpu"], (two["cpu"], single["cpu"])
 
 
+@pytest.mark.robustness(case="one rank of `torchrun --nproc-per-node 2 -m bench run` SIGKILLed mid-encode",
+                        outcome="the other stops with one `error:` line naming the rank, host, pid and what it was "
+                                "doing; the rerun reuses every shard written and equals a single process's run")
 def test_a_killed_rank_is_named_and_the_rerun_reuses_its_shards(data: Path, single: dict, tmp_path: Path) -> None:
     cache, results = tmp_path / "cache", tmp_path / "results"
     # rank 1 owns the odd shards: it SIGKILLs itself as it is about to write shard 3 (its second)

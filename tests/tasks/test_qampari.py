@@ -80,6 +80,9 @@ def test_missing_files_and_bad_range(tmp_path):
         build_task("qampari", [f"data_dir={tmp_path}", "min_answers=6", "max_answers=5"]).load()
 
 
+@pytest.mark.robustness(case="QAMPARI run without -t corpus= (its real corpus is the user's download)",
+                        outcome="one error asking for -t corpus=PATH, or -t corpus=wiki-vital for the offline stand-in "
+                                "by name; nothing runs on a corpus the user did not name")
 def test_the_corpus_must_be_named(tmp_path):
     folder, corpus = write_fixture(tmp_path, [question("a", 5)], [question("x", 5)])
     with pytest.raises(BenchError, match=r"task qampari: name its corpus with -t corpus=PATH .* -t corpus=wiki-vital"):
