@@ -15,8 +15,9 @@ A `World` is a view of that state (rank, size, the store); it holds nothing of i
 - Liveness. Every rank bumps a heartbeat counter in the store every `BEAT_S` seconds (a daemon thread started by
   `init`). A rank that waits for the others and sees a rank's heartbeat stand still for `stale_after` seconds stops
   with one error line naming it. When torchrun itself ends the job because a rank died (one machine: the agent sends
-  SIGTERM to the others), the SIGTERM handler installed by `init` finds the rank that did not stop on request and
-  prints the same line from the lowest surviving rank. Either way a rerun reuses every finished shard.
+  SIGTERM to the others), the SIGTERM handler installed by `init` finds the rank that neither stopped on request nor
+  beats any more and prints the same line from the lowest stopped rank. Either way a rerun reuses every finished
+  shard.
 """
 
 from __future__ import annotations
@@ -225,12 +226,13 @@ def set_phase(world: World | None, phase: str) -> None:
 
 def _stopped(world: World) -> None:
     """torchrun sends SIGTERM to the ranks left when one rank died (or the job was interrupted): name the rank that
-    did not stop on request, once, from the lowest surviving rank, and leave."""
+    neither stopped on request nor beats any more, once, from the lowest stopped rank, and leave."""
     try:
         world.store.set(f"stopped/{world.rank}", "1")
-        time.sleep(1.0)  # the other survivors mark themselves meanwhile
-        gone = [r for r in range(world.size)
-                if not world.store.check([f"stopped/{r}"]) and not world.store.check([f"finished/{r}"])]
+        before = [world.beats(r) for r in range(world.size)]
+        time.sleep(2.5 * BEAT_S)  # the other survivors mark themselves; a live rank beats meanwhile, a dead one not
+        gone = [r for r in range(world.size) if world.beats(r) == before[r]
+                and not world.store.check([f"stopped/{r}"]) and not world.store.check([f"finished/{r}"])]
         alive = [r for r in range(world.size) if world.store.check([f"stopped/{r}"])]
         if alive and world.rank == min(alive):
             if gone:
