@@ -315,9 +315,8 @@ def encode_in_shards(
     if world is not None:
         world.barrier(f"encode/{key}", f"encoding its embedding shards into {store.root}")
         if world.is_main:
-            _finish_distributed(store, meta, n_docs, shard_size, n_shards)
+            _finish_distributed(store, meta, shard_size, n_shards)
         world.barrier(f"encode-done/{key}", "waiting for rank 0 to check the embedding shards")
-        meta = store.read_meta() or meta
         for i in range(n_shards):  # every shard was verified (or written) by its rank in this encode
             yield np.load(store.shard_path(i), mmap_mode="r", allow_pickle=False)
         return
@@ -371,7 +370,7 @@ def _encode_shard(store: ShardStore, i: int, chunk: list[str], encode: EncodeTex
     return out
 
 
-def _finish_distributed(store: ShardStore, meta: dict[str, Any], n_docs: int, shard_size: int, n_shards: int) -> None:
+def _finish_distributed(store: ShardStore, meta: dict[str, Any], shard_size: int, n_shards: int) -> None:
     """Rank 0, after every rank wrote its shards: every shard is there, of one width; the encode is complete."""
     dims: set[int] = set()
     for i in range(n_shards):

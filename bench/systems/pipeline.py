@@ -182,12 +182,15 @@ def _rank(retriever: RankingRetriever, split: Split, texts: list[str] | None, ow
           ctx: RunContext, part: slice) -> PerVectorLists:
     """A ranking retriever's lists for the queries (or expanded texts) in `part`, as PerVectorLists of those queries
     (of all queries when `part` covers them; for expanded texts, grouped by query once gathered)."""
+    idx = np.arange(len(texts) if texts is not None else len(split))[part]
+    if not len(idx):  # more ranks than queries: this rank has none
+        empty = np.zeros((0, 1, depth))
+        return PerVectorLists(empty.astype(np.int64) - 1, empty.astype(np.float32) - np.inf, np.zeros((0, 1), bool))
     if texts is not None and owner is not None:
         cands = retriever.rank_texts(texts[part], depth, ctx).check(retriever.name)
         if part == slice(None):
             return PerVectorLists.from_flat(cands, owner, len(split))
         return PerVectorLists.single(cands)  # one list per text: regrouped by query on rank 0
-    idx = np.arange(len(split))[part]
     sub = split if len(idx) == len(split) else split.subset(idx)
     return PerVectorLists.single(retriever.rank(sub, depth, ctx).check(retriever.name))
 
