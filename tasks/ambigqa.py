@@ -83,10 +83,13 @@ def default_corpus(given: str | None, task: str, required: bool = True) -> tuple
 
     `-t corpus=wiki-vital` names the offline stand-in. Without `-t corpus=` a task whose real corpus is the user's
     (`required`) refuses to run, so that no run silently measures the stand-in."""
+    offline = [folder / "summaries_en-us.json" for folder in shared_data_candidates("wiki-vital")]
     if given and given.strip().lower() != OFFLINE_CORPUS:
         p, files = corpus_files(given)
         if files is None and not p.is_file():
             raise BenchError(f"task {task}: corpus {str(p)!r} is not a file, a folder of *.jsonl files or a glob")
+        if files is None and any(p.resolve() == o.resolve() for o in offline if o.is_file()):
+            return str(p.resolve()), OFFLINE_LABEL, OFFLINE_CORPUS  # the stand-in, named by its path
         return str(p.resolve()) if files is None else str(p), f"user corpus {p.name}", ""
     if not given and required:
         raise BenchError(
@@ -94,8 +97,7 @@ def default_corpus(given: str | None, task: str, required: bool = True) -> tuple
             f"psgs_w100.tsv, QAMPARI's folder of wikipedia_chunks_*.jsonl (or a glob of them), or any JSONL / TSV "
             f"passage file; or -t corpus={OFFLINE_CORPUS} for the 10,033-passage offline stand-in, whose results are "
             f"not comparable to the paper's")
-    for folder in shared_data_candidates("wiki-vital"):
-        path = folder / "summaries_en-us.json"
+    for path in offline:
         if path.is_file():
             return str(path.resolve()), OFFLINE_LABEL, OFFLINE_CORPUS
     raise BenchError(f"task {task}: the offline corpus {OFFLINE_CORPUS} is not beside the checkout "

@@ -144,5 +144,6 @@ def test_own_ambignq_files_need_a_named_corpus(tmp_path):
     path, label, tag = default_corpus("wiki-vital", "ambigqa", required=True)
     assert path.endswith("summaries_en-us.json") and "not comparable" in label and tag == OFFLINE_CORPUS
     assert default_corpus(None, "ambigqa", required=False)[2] == OFFLINE_CORPUS
+    assert default_corpus(path, "ambigqa")[1:] == (label, tag)  # the stand-in named by its path is still the stand-in
     data = build_task("ambigqa", [f"data_dir={folder}", f"corpus={corpus}", "dense=none"]).load()
     assert data.info["corpus_tag"] == f"psgs-{data.corpus.fingerprint[:8]}"
