@@ -58,7 +58,8 @@ def check(task: Task, systems: Sequence[System], metrics: Sequence[Metric], sess
 def evaluate(task: Task, system: System, metrics: Sequence[Metric], session: Session, *, seed: int = 0,
              split: str = "test", retrain: bool = False, results_dir: str | Path = "results") -> tuple[RunResult, Path]:
     """Run one built system on the task (checked already: `check`) and store its record atomically; returns the
-    record and the path of its JSON file."""
+    record and the path of its JSON file. Under torchrun (`session.world`) every rank takes part in the run, rank 0
+    alone writes the one record, and every rank returns it."""
     if seed < 0:
         raise BenchError(f"seed must be ≥ 0, got {seed}")
     t0 = time.perf_counter()
@@ -66,17 +67,24 @@ def evaluate(task: Task, system: System, metrics: Sequence[Metric], session: Ses
     load = time.perf_counter() - t0
     outcome = pipeline.run(system, data, split, metrics, session, seed=seed, retrain=retrain,
                            recipe=recipe(task, system, metrics, session, seed, split))
-    if all_scores_tied(outcome.candidates.scores):
-        note = (f"system {system.name}: on every query of {task.name} ({split}) all retrieved documents have the same "
-                "score: the rankings are ties broken by corpus order, so these figures do not measure retrieval")
-        warn(note, session.console)
-        outcome.extra.setdefault("warnings", []).append(note)
-    timings = {"load_task": load, **outcome.timings, "total": time.perf_counter() - t0}
-    record = RunResult.of_run(task, data, system, outcome, metrics, seed=seed, split=split, index=session.index,
-                              timings=timings)
-    path = save_run(record, results_dir, ranking=outcome.candidates.rows, doc_ids=data.corpus.ids,
-                    scores=outcome.candidates.scores)
-    return record, path
+    stored: tuple[RunResult, Path] | None = None
+    if outcome is not None:
+        if all_scores_tied(outcome.candidates.scores):
+            note = (f"system {system.name}: on every query of {task.name} ({split}) all retrieved documents have the "
+                    "same score: the rankings are ties broken by corpus order, so these figures do not measure "
+                    "retrieval")
+            warn(note, session.console)
+            outcome.extra.setdefault("warnings", []).append(note)
+        timings = {"load_task": load, **outcome.timings, "total": time.perf_counter() - t0}
+        record = RunResult.of_run(task, data, system, outcome, metrics, seed=seed, split=split, index=session.index,
+                                  timings=timings)
+        path = save_run(record, results_dir, ranking=outcome.candidates.rows, doc_ids=data.corpus.ids,
+                        scores=outcome.candidates.scores)
+        stored = (record, path)
+    if session.world is not None:
+        stored = session.world.share("record", stored, "writing the results")
+    assert stored is not None
+    return stored
 
 
 def all_scores_tied(scores: np.ndarray) -> bool:

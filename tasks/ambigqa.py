@@ -3,8 +3,9 @@
 Input: the AmbigNQ files (light `train_light.json` / `dev_light.json`, or full `train.json` / `dev.json`; both are a
 JSON array of `{"id", "question", "annotations": [{"type": "singleAnswer" | "multipleQAs", "qaPairs": [{"question",
 "answer": [aliases]}]}]}`), download: https://github.com/shmsw25/AmbigQA (nlp.cs.washington.edu/ambigqa/data/), and a
-passage corpus (`-t corpus=PATH`: DPR TSV, JSONL or wiki-summaries JSON; default ../shared/data/wiki-vital, an
-offline stand-in labelled as such).
+passage corpus (`-t corpus=PATH`: DPR's psgs_w100.tsv, a JSONL file, a folder or glob of them; or
+`-t corpus=wiki-vital`: ../shared/data/wiki-vital, an offline stand-in labelled as such, the default with the shared
+AmbigNQ files only).
 
 Procedure (docs/architecture.md §5), counted step by step in the task info (`bench data info ambigqa`):
 1. questions with a `multipleQAs` annotation (the first one when annotators gave several); a question whose qaPair
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from bench.data.answers import contains_alias, normalise
+from bench.data.corpus import corpus_files
 from bench.data.paths import resolve_data_dir, shared_data_candidates
 from bench.data.task import Task, TaskData
 from bench.errors import BenchError
@@ -50,7 +52,8 @@ from tasks.multianswer import (
 @dataclass(frozen=True)
 class AmbigQAParams:
     data_dir: str | None = None  # AmbigNQ folder; default ../shared/data/ambignq
-    corpus: str | None = None  # passage corpus file; default ../shared/data/wiki-vital/summaries_en-us.json
+    corpus: str | None = None  # passage corpus (file, folder of *.jsonl, glob) or "wiki-vital" (the offline default
+    # with the shared AmbigNQ files; with your own data_dir the corpus must be named)
     depth: int = 500  # candidates per retriever searched for gold passages
     dense: str = "minilm"  # dense retriever of the second candidate list ("none": BM25 only)
     split_seed: int = 0
@@ -69,19 +72,36 @@ def find_files(folder: Path) -> dict[str, Path]:
     raise BenchError(f"{folder}: no AmbigNQ files (train_light.json + dev_light.json, or train.json + dev.json)")
 
 
-def default_corpus(given: str | None, task: str) -> tuple[Path, str]:
-    """The corpus path and its label (results on wiki-vital are not comparable to the paper's)."""
-    if given:
-        p = Path(given).expanduser()
-        if not p.is_file():
-            raise BenchError(f"task {task}: corpus {str(p)!r} is not a file")
-        return p.resolve(), f"user corpus {p.name}"
-    for folder in shared_data_candidates("wiki-vital"):
-        path = folder / "summaries_en-us.json"
+OFFLINE_CORPUS = "wiki-vital"
+OFFLINE_LABEL = ("wiki-vital: 10,033 Wikipedia lead summaries, an offline stand-in — not comparable to the paper's "
+                 "25M-passage Wikipedia")
+
+
+def default_corpus(given: str | None, task: str, required: bool = True) -> tuple[str, str, str]:
+    """The corpus path, its label (results on wiki-vital are not comparable to the paper's) and its tag in result
+    folders ('' for a user's corpus: the task derives it from the corpus's name and fingerprint).
+
+    `-t corpus=wiki-vital` names the offline stand-in. Without `-t corpus=` a task whose real corpus is the user's
+    (`required`) refuses to run, so that no run silently measures the stand-in."""
+    offline = [folder / "summaries_en-us.json" for folder in shared_data_candidates("wiki-vital")]
+    if given and given.strip().lower() != OFFLINE_CORPUS:
+        p, files = corpus_files(given)
+        if files is None and not p.is_file():
+            raise BenchError(f"task {task}: corpus {str(p)!r} is not a file, a folder of *.jsonl files or a glob")
+        if files is None and any(p.resolve() == o.resolve() for o in offline if o.is_file()):
+            return str(p.resolve()), OFFLINE_LABEL, OFFLINE_CORPUS  # the stand-in, named by its path
+        return str(p.resolve()) if files is None else str(p), f"user corpus {p.name}", ""
+    if not given and required:
+        raise BenchError(
+            f"task {task}: name its corpus with -t corpus=PATH (`--corpus PATH` for `bench data`): DPR's "
+            f"psgs_w100.tsv, QAMPARI's folder of wikipedia_chunks_*.jsonl (or a glob of them), or any JSONL / TSV "
+            f"passage file; or -t corpus={OFFLINE_CORPUS} for the 10,033-passage offline stand-in, whose results are "
+            f"not comparable to the paper's")
+    for path in offline:
         if path.is_file():
-            return path.resolve(), ("wiki-vital: 10,033 Wikipedia lead summaries, an offline stand-in — not "
-                                    "comparable to the paper's 25M-passage Wikipedia")
-    raise BenchError(f"task {task}: pass -t corpus=PATH (a DPR passages TSV, JSONL or wiki-summaries JSON)")
+            return str(path.resolve()), OFFLINE_LABEL, OFFLINE_CORPUS
+    raise BenchError(f"task {task}: the offline corpus {OFFLINE_CORPUS} is not beside the checkout "
+                     f"(../shared/data/wiki-vital); pass -t corpus=PATH")
 
 
 def _field(obj: Any, name: str, where: str, kind: type | tuple[type, ...]) -> Any:
@@ -183,7 +203,8 @@ def parse_nq_open(paths: list[Path], counts: StepCounts) -> list[Question]:
 
 @register_task(
     "ambigqa",
-    description="AmbigQA multi-answer questions over a passage corpus (-t corpus=PATH; default wiki-vital, offline)",
+    description="AmbigQA multi-answer questions over a passage corpus (-t corpus=PATH|wiki-vital; the shared "
+                "AmbigNQ files default to the offline wiki-vital)",
     kind="multi-answer",
     params=AmbigQAParams,
 )
@@ -194,7 +215,9 @@ class AmbigQATask(Task):
         p: AmbigQAParams = self.params
         folder = resolve_data_dir(p.data_dir, "ambignq", self.name)
         files = find_files(folder)
-        corpus_path, label = default_corpus(p.corpus, self.name)
+        # with the user's own AmbigNQ files the corpus must be named too; the offline default pairs the shared
+        # AmbigNQ files with the wiki-vital stand-in
+        corpus_path, label, tag = default_corpus(p.corpus, self.name, required=p.data_dir is not None)
         nq_files: list[Path] = []
         if p.nq_open:
             nq_files = sorted(resolve_data_dir(p.nq_open_dir, "nq-open", self.name).glob("*.jsonl"))
@@ -227,7 +250,7 @@ class AmbigQATask(Task):
             self.name, parse, assign, files=list(files.values()), corpus_path=corpus_path, corpus_label=label,
             mapping=MappingParams(depth=p.depth, dense=p.dense), seed=p.split_seed, val_fraction=p.val_fraction,
             drop_leaked=p.drop_leaked, force_hash=p.corpus_full_hash, search="question",
-            key_extra={"nq_open": [(f.name, file_sha256(f)) for f in nq_files]},
+            key_extra={"nq_open": [(f.name, file_sha256(f)) for f in nq_files]}, corpus_tag=tag,
         )
         data.info["m_pred"] = p.m_pred  # AMER's vectors per query unless -r m_pred says otherwise
         data.info["paper_gold_similarity"] = {"within": 0.90, "random": 0.77}  # the paper's appendix, this task

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,10 +28,13 @@ from bench.data.answers import NORMALISATION, normalise
 from bench.data.corpus import CorpusReader, _json_lines, document_text, open_corpus, read_qrels, read_queries
 from bench.data.task import Corpus, Split, TaskData
 from bench.device import resolve
+from bench.distributed import World
+from bench.distributed import current as current_world
 from bench.errors import BenchError
 from bench.index import IndexSpec, corpus_store, open_index
 from bench.storage.cache import cache_root, file_sha256, stable_hash
 from bench.systems.context import RunContext
+from bench.systems.names import parse_system
 from bench.systems.retriever import VectorRetriever, build_retriever
 
 MAPPING_VERSION = 2
@@ -151,21 +155,29 @@ def dense_candidates(corpus: Corpus, texts: Sequence[str], depth: int, retriever
                                                                                                        str]:
     """(len(texts), depth) rows of a dense retriever's top-`depth` (over the same cached corpus embeddings that
     `bench run` uses), and the retriever's embedding space."""
-    retriever = build_retriever(retriever_name)
-    if not isinstance(retriever, VectorRetriever):
-        raise BenchError(f"gold mapping: dense={retriever_name!r} is not a dense retriever")
-    placement = resolve("auto", source="cli")
-    retriever.place(placement)
+    retriever, store, encoder = dense_store(corpus, retriever_name)
+    index = open_index(IndexSpec(), store, resolve("auto", source="cli"))
     data = TaskData("gold-mapping", corpus, {}, modality="text")
-    encoder = retriever.document_encoder(data)
-    store = corpus_store(corpus, encoder)
-    index = open_index(IndexSpec(), store, placement)
     ctx = RunContext(task=data, corpus_embeddings=store, index=index)
     q = retriever.encode_texts(list(texts), ctx)
     _, rows = index.search(q, min(depth, len(corpus)))
     if rows.shape[1] < depth:
         rows = np.pad(rows, ((0, 0), (0, depth - rows.shape[1])), constant_values=-1)
     return rows.astype(np.int32), encoder.cache_key if encoder is not None else "vectors"
+
+
+def dense_store(corpus: Corpus, retriever_name: str, world: World | None = None) -> tuple[VectorRetriever, Any, Any]:
+    """A dense retriever (a name, with parameters if any: `minilm[shard_size=4096]`), the corpus's embedding store in
+    its space (encoded when missing; shared out over the ranks under torchrun) and its document encoder."""
+    spec = parse_system(retriever_name)
+    if spec.expander is not None or spec.fuser is not None or spec.rerankers:
+        raise BenchError(f"gold mapping: dense={retriever_name!r} must be a plain retriever")
+    retriever = build_retriever(spec.retriever.name, spec.retriever.params)
+    if not isinstance(retriever, VectorRetriever):
+        raise BenchError(f"gold mapping: dense={retriever_name!r} is not a dense retriever")
+    retriever.place(resolve("auto", source="cli"))
+    encoder = retriever.document_encoder(TaskData("gold-mapping", corpus, {}, modality="text"))
+    return retriever, corpus_store(corpus, encoder, world=world), encoder
 
 
 def match_gold(corpus: Corpus, candidates: list[np.ndarray], aliases: list[list[str]],
@@ -250,6 +262,14 @@ def corpus_of(path: str | os.PathLike[str], force_hash: bool = False) -> tuple[C
     corpus = Corpus(ids=scan.ids, fingerprint=scan.fingerprint, source=reader)
     return corpus, reader, reader.describe() | {"fingerprint": scan.fingerprint, "fingerprint_info":
                                                scan.fingerprint_info, "n_passages": len(scan.ids)}
+
+
+def corpus_folder_tag(path: str | Path, fingerprint: str) -> str:
+    """The tag a user's corpus gives result folders: its file or folder name and 8 digits of its fingerprint, e.g.
+    `psgs_w100-1a2b3c4d` (bench/results/record.py `run_dir`)."""
+    name = Path(str(path)).name
+    stem = name.split(".")[0] if "." in name and not name.startswith(".") else name
+    return f"{re.sub(r'[^A-Za-z0-9_-]+', '_', stem).strip('_') or 'corpus'}-{fingerprint[:8]}"
 
 
 def files_hash(paths: Iterable[Path]) -> list[tuple[str, str]]:
@@ -346,16 +366,22 @@ def map_questions(corpus: Corpus, questions: list[Question], mapping: MappingPar
 
 
 def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], dict[str, Any]]],
-                 assign: Callable[[Question], str], files: list[Path], corpus_path: Path, corpus_label: str,
+                 assign: Callable[[Question], str], files: list[Path], corpus_path: str | Path, corpus_label: str,
                  mapping: MappingParams, seed: int, val_fraction: float, drop_leaked: bool, force_hash: bool,
-                 search: str, progress: bool = True, key_extra: Any = None) -> TaskData:
+                 search: str, progress: bool = True, key_extra: Any = None, corpus_tag: str = "") -> TaskData:
     """Parse, map gold passages, keep, split and write the prepared folder once (cached by input hashes and
-    parameters); then load it, run the audit and record it."""
+    parameters); then load it, run the audit and record it. `corpus_tag` names the corpus in result folders
+    (bench/results/record.py)."""
     from bench.data.audit import apply_audit
 
     if not 0 <= val_fraction < 1:
         raise BenchError(f"task {name}: val_fraction must be in [0, 1), got {val_fraction}")
-    corpus, reader, corpus_info = corpus_of(corpus_path, force_hash)
+    world = current_world()  # under torchrun: rank 0 scans and maps, every rank encodes its share of the corpus
+    if world is None:
+        corpus, reader, corpus_info = corpus_of(corpus_path, force_hash)
+    else:
+        with world.rank_zero_first(f"scan/{name}", "scanning the corpus"):
+            corpus, reader, corpus_info = corpus_of(corpus_path, force_hash)
     key = stable_hash([name, files_hash(files), corpus.fingerprint, asdict(mapping), seed, val_fraction,
                        MAPPING_VERSION, search, key_extra], length=24)
     folder = prepared_folder(name, key)
@@ -407,8 +433,16 @@ def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], 
 
     from bench.storage.cache import load_or_build
 
-    load_or_build(folder, build, lambda p: p, folder=True, info={"task": name, "corpus": str(corpus_path)})
+    info = {"task": name, "corpus": str(corpus_path)}
+    if world is None:
+        load_or_build(folder, build, lambda p: p, folder=True, info=info)
+    else:
+        if mapping.dense not in ("", "none") and not folder.exists():
+            dense_store(corpus, mapping.dense, world)  # the slow part, shared out; rank 0 maps from the shards
+        with world.rank_zero_first(f"prepare/{name}", "mapping the gold passages"):
+            load_or_build(folder, build, lambda p: p, folder=True, info=info)
     data = load_prepared(folder, name, corpus, reader)
     data.info["corpus_label"] = corpus_label
+    data.info["corpus_tag"] = corpus_tag or corpus_folder_tag(corpus_path, corpus.fingerprint)
     data.info["corpus"] = corpus_info
     return apply_audit(data, drop_leaked)

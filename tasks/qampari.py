@@ -3,8 +3,9 @@
 Input: the QAMPARI JSONL files (`train_data.jsonl`, `dev_data.jsonl`, optionally `test_data.jsonl`; download
 `qampari.zip` from https://github.com/samsam3232/qampari), one question per line in the published schema
 `{"qid", "question_text", "answer_list": [{"answer_text", "aliases", "aid", "proof": [{"proof_text", "found_in_url",
-"pid"}]}]}`, and a passage corpus (`-t corpus=PATH`, the chunked Wikipedia TSV `id<TAB>text<TAB>title` in the paper,
-whose passages begin with their title).
+"pid"}]}]}`, and a passage corpus (`-t corpus=PATH`, required): QAMPARI's chunked Wikipedia, a separate download
+(`chunked_wikipedia.tar.gz`, a folder of `wikipedia_chunks_{i}.jsonl` files of `{"id", "contents", "meta"}` lines,
+bench/data/corpus.py), whose passages begin with their title; or `-t corpus=wiki-vital`, the offline stand-in.
 
 Procedure (docs/architecture.md §5), counted step by step (`bench data info qampari`):
 1. questions with `min_answers`..`max_answers` answers (5–8); a question with an empty answer list is skipped and
@@ -33,7 +34,8 @@ from tasks.multianswer import Answer, MappingParams, Question, StepCounts, jsonl
 @dataclass(frozen=True)
 class QampariParams:
     data_dir: str | None = None  # folder with train_data.jsonl and dev_data.jsonl
-    corpus: str | None = None  # passage corpus file (DPR-style TSV in the paper)
+    corpus: str | None = None  # QAMPARI's chunked Wikipedia (folder of wikipedia_chunks_*.jsonl, a glob, a file),
+    # any JSONL / TSV passage file, or "wiki-vital" (the offline stand-in); required
     min_answers: int = 5
     max_answers: int = 8
     depth: int = 500
@@ -85,7 +87,8 @@ def parse_qampari(path: Path, source: str, counts: StepCounts, lo: int, hi: int)
 
 @register_task(
     "qampari",
-    description="QAMPARI list questions with 5-8 answers over a passage corpus (-t data_dir=PATH -t corpus=PATH)",
+    description="QAMPARI list questions with 5-8 answers over a passage corpus (-t data_dir=PATH -t corpus=PATH, "
+                "required)",
     kind="multi-answer",
     params=QampariParams,
 )
@@ -102,7 +105,7 @@ class QampariTask(Task):
         for path in files.values():
             if not path.is_file():
                 raise BenchError(f"{folder}: no {path.name} (QAMPARI release: train_data.jsonl, dev_data.jsonl)")
-        corpus_path, label = default_corpus(p.corpus, self.name)
+        corpus_path, label, tag = default_corpus(p.corpus, self.name)
 
         def parse(counts: StepCounts) -> tuple[list[Question], dict[str, Any]]:
             qs = parse_qampari(files["train"], "train", counts, p.min_answers, p.max_answers)
@@ -114,7 +117,7 @@ class QampariTask(Task):
             self.name, parse, lambda q: "test" if q.source == "dev" else "train", files=list(files.values()),
             corpus_path=corpus_path, corpus_label=label, mapping=MappingParams(depth=p.depth, dense=p.dense),
             seed=p.split_seed, val_fraction=p.val_fraction, drop_leaked=p.drop_leaked,
-            force_hash=p.corpus_full_hash, search="proof",
+            force_hash=p.corpus_full_hash, search="proof", corpus_tag=tag,
         )
         data.info["m_pred"] = p.m_pred  # AMER's vectors per query unless -r m_pred says otherwise
         data.info["paper_gold_similarity"] = {"within": 0.86, "random": 0.74}  # the paper's appendix, this task

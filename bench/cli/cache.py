@@ -280,7 +280,7 @@ def verify(
         return
     recipes: dict[str, dict] = {}
     for _, _, recipe in damaged:
-        if _replayable(recipe):
+        if recipe is not None and _replayable(recipe):
             recipes[json.dumps(recipe, sort_keys=True)] = recipe
     left = [e for e, _, r in damaged if not _replayable(r)]
     for recipe in recipes.values():

@@ -5,7 +5,8 @@
 - `info --task T` prints the questions left after each filtering step, split sizes and where they come from, answers
   per question, and the within-query vs random-pair gold similarity in a document encoder's space (with the paper's
   figure for the task when the task records one);
-- `audit --task T` prints the leak audit (bench/data/audit.py); `--drop` shows what `-t drop_leaked=true` removes.
+- `audit --task T` prints the leak audit (bench/data/audit.py); `-t drop_leaked=true` shows what that parameter removes
+  from a run (the run itself drops them; nothing persists between commands).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def _load(task: str, corpus: Path | None, data_dir: Path | None, params: list[st
     return build_task(task, extra).load()
 
 
-_CORPUS = typer.Option(None, "--corpus", help="passage corpus: DPR TSV, JSONL or wiki-summaries JSON")
+_CORPUS = typer.Option(None, "--corpus", help="passage corpus: DPR TSV, JSONL, a folder or glob of JSONL files "
+                                              "(QAMPARI's chunks), or wiki-vital (the offline stand-in)")
 _DATA = typer.Option(None, "--data-dir", help="folder of the task's question files")
 
 
@@ -55,8 +57,14 @@ def prepare(
 ) -> None:
     """Map gold passages over the corpus once and cache the prepared task (a rerun is served from the cache).
 
-    --task is ambigqa or qampari (any task with a prepared form)."""
+    --task is ambigqa or qampari (any task with a prepared form). Under torchrun the ranks share out the encoding of
+    the corpus for the dense candidates; rank 0 maps and prints."""
+    from bench.distributed import init as join_ranks
+
+    world = join_ranks()
     data = _load(task, corpus, data_dir, param)
+    if world is not None and not world.is_main:
+        return
     _print_steps(data.info)
     say(f"prepared: {data.info.get('prepared', '(not a prepared task)')}")
 
@@ -197,16 +205,22 @@ def audit_cmd(
     corpus: Path = _CORPUS,
     data_dir: Path = _DATA,
     param: opt.TaskParams = None,
-    drop: bool = typer.Option(False, "--drop", help="also drop the leaked test questions (as -t drop_leaked=true)"),
+    drop: bool = typer.Option(False, "--drop", hidden=True, help="gone: pass -t drop_leaked=true instead"),
     show: int = typer.Option(10, "--show", help="list at most this many findings of each kind"),
 ) -> None:
-    """Test questions duplicating train (by normalised text or by gold-passage set), shared gold passages."""
+    """Test questions duplicating train (by normalised text or by gold-passage set), shared gold passages.
+
+    `-t drop_leaked=true` shows what the same parameter drops from `bench run`."""
     from bench.data.audit import apply_audit
 
+    if drop:  # a drop that outlived this command would change later runs unseen; the run's own parameter says it
+        raise BenchError("--drop is gone: leaked test questions are dropped by the run that should not see them, "
+                         "with -t drop_leaked=true on `bench run` (recorded in its results); `bench data audit -t "
+                         "drop_leaked=true` shows what that drops")
     data = _load(task, corpus, data_dir, param)
     rec = data.info.get("audit")
-    if rec is None or (drop and not rec.get("drop_leaked")):
-        data = apply_audit(data, drop)
+    if rec is None:
+        data = apply_audit(data, False)
         rec = data.info["audit"]
     texts = {name: dict(zip(split.query_ids, split.texts or [], strict=False)) for name, split in data.splits.items()}
 
@@ -238,5 +252,3 @@ def audit_cmd(
         say(f"  {question('test', qid)}")
     if not leaked and not any(rec[k] for k in ("duplicate_questions", "duplicate_gold_sets")):
         say("no leak found")
-    if drop and rec["leaked_test_questions"] and not rec["dropped"]:
-        raise BenchError("the audit found leaked test questions but dropped none")

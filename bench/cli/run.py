@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -146,13 +146,18 @@ def run_cmd(
     fp16_index: bool = typer.Option(False, "--fp16-index", help="store corpus vectors (and GPU indexes) in float16"),
     results_dir: opt.ResultsDir = Path("results"),
 ) -> None:
-    """Evaluate systems on a task; writes results/<task>/<system>/<run-id>.json and .trec."""
+    """Evaluate systems on a task; writes results/<task>/<system>/<run-id>.json and .trec.
+
+    Under torchrun the ranks share the corpus encoding and the search out; rank 0 writes the one results file."""
     from bench.data.task import build_task
+    from bench.distributed import init as join_ranks
     from bench.evaluate import check, evaluate
     from bench.index import IndexSpec
     from bench.metrics import default_metrics, parse_ks, parse_metric
     from bench.systems.build import build_systems
     from bench.systems.session import Session
+
+    world = join_ranks()  # None unless started by torchrun with several processes
 
     systems = build_systems(retriever, retriever_param or [], expand=expand, fusion=fusion, rerank=rerank or [],
                             llm={"base_url": llm_base_url, "model": llm_model, "api_key_env": llm_api_key_env},
@@ -163,12 +168,14 @@ def run_cmd(
     if metric:
         metrics = sorted(set(metrics) | {parse_metric(m) for m in metric})
     session = Session(device=device, index=IndexSpec(index, nprobe=nprobe, ef_search=ef_search, rescore=rescore,
-                                                     fp16=fp16_index))
+                                                     fp16=fp16_index), world=world)
     data = check(task_obj, systems, metrics, session, results_dir)  # every system is checked before the first runs
     rows = [evaluate(task_obj, system, metrics, session, seed=seed, split=split, retrain=retrain,
                      results_dir=results_dir) for system in systems]
-    print_whole(out, summary_table(f"{escape(task)} — {escape(split)} split, {len(data.split(split)):,} queries",
-                                   [result for result, _ in rows]))
+    if world is not None and not world.is_main:
+        return  # rank 0 prints
+    print_whole(out, summary_table(f"{escape(task)} on {escape(corpus_title(data))} — {escape(split)} split, "
+                                   f"{len(data.split(split)):,} queries", [result for result, _ in rows]))
     for result, path in rows:  # whole paths, never wrapped (bench/cli/output.py)
         out.print(f"[dim]{escape(result.system)}:[/] {escape(str(path))}", highlight=False, soft_wrap=True)
 
@@ -198,3 +205,62 @@ def summary_table(title: str, results: list[RunResult]) -> Table:
                           *("–" if v is None else f"{v:.4f}" for v in values),
                           f"{result.timings['total']:.1f}" if i == 0 else "", end_section=i == len(measures) - 1)
     return table
+
+
+def corpus_title(data: Any) -> str:
+    """How the console names a task's corpus: its tag when the user chose it (`psgs_w100-1a2b3c4d`, `wiki-vital`),
+    else the file it was read from, with its size."""
+    tag = data.info.get("corpus_tag")
+    n = len(data.corpus)
+    if tag:
+        return f"corpus {tag} ({n:,} passages)"
+    source = data.corpus.source
+    if source is not None and hasattr(source, "describe"):
+        path = Path(str(source.describe().get("path", "")))
+        return f"corpus {path.parent.name}/{path.name} ({n:,} passages)"
+    return f"its {n:,} corpus vectors"
+
+
+@app.command("encode")
+def encode_cmd(
+    task: opt.Task,
+    retriever: opt.Retriever,
+    task_param: opt.TaskParams = None,
+    retriever_param: opt.RetrieverParams = None,
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="let models run their repository's code (stella, inf-retriever, nv-embed)"
+    ),
+    device: opt.Device = "auto",
+    fp16_index: bool = typer.Option(False, "--fp16-index", help="store corpus vectors in float16"),
+) -> None:
+    """Encode a task's corpus with each retriever's document encoder: the cached embedding shards only (no queries,
+    no search), for a long job run ahead of `bench run`.
+
+    Under torchrun the ranks share the shards out (shard i on rank i mod N) and write them into the shared cache."""
+    from bench.data.task import build_task
+    from bench.distributed import init as join_ranks
+    from bench.index import IndexSpec
+    from bench.systems.build import build_systems
+    from bench.systems.retriever import VectorRetriever
+    from bench.systems.session import Session
+
+    world = join_ranks()
+    systems = build_systems(retriever, retriever_param or [], trust_remote_code=trust_remote_code)
+    task_obj = build_task(task, task_param or [])
+    session = Session(device=device, index=IndexSpec(fp16=fp16_index), world=world)
+    data = session.task_data(task_obj)
+    quiet = world is not None and not world.is_main
+    for system in systems:
+        r = system.retriever
+        if not isinstance(r, VectorRetriever):
+            if not quiet:
+                out.print(f"{escape(r.name)}: no corpus embeddings (it ranks by itself)", highlight=False,
+                          soft_wrap=True)
+            continue
+        store, space = session.corpus_vectors(data, r)
+        if quiet:
+            continue
+        where = getattr(store, "paths", None)
+        place = f" in {escape(str(where[0].parent))}" if where else " (the task's own vectors, in memory)"
+        out.print(f"{escape(r.name)}: {store.ntotal:,} × {store.dim} embeddings ({escape(space)}){place}",
+                  highlight=False, soft_wrap=True)  # one line: the folder is pasted as it stands

@@ -1,9 +1,11 @@
 """Streaming readers for text corpora, queries and relevance judgements, built for corpora of any size.
 
 Formats:
-- JSONL corpus, one object per line (BEIR: `{"_id", "title", "text"}`; the field names are parameters);
-- DPR / QAMPARI passages TSV, `id<TAB>text<TAB>title`, with that header line (columns in any order) or without it
-  (then in that order), fields quoted the way Python's csv module writes them (the DPR `psgs_w100.tsv` convention);
+- JSONL corpus, one object per line (BEIR: `{"_id", "title", "text"}`; the field names are parameters), or Pyserini's
+  JsonCollection `{"id", "contents"}` — QAMPARI's chunked Wikipedia, whose `meta` gives title and text; a folder of
+  such files or a glob (QAMPARI's `wikipedia_chunks_{i}.jsonl`) is read as one corpus, file after file;
+- DPR passages TSV (`psgs_w100.tsv`), `id<TAB>text<TAB>title`, with that header line (columns in any order) or
+  without it (then in that order), fields quoted the way Python's csv module writes them (DPR's convention);
 - BEIR queries JSONL (`{"_id", "text"}`) and qrels, as JSONL (`{"query-id", "corpus-id", "score"[, "cluster"]}`, the
   LIMIT release) or TSV with a `query-id<TAB>corpus-id<TAB>score[<TAB>cluster]` header (the BEIR release); the
   optional `cluster` column names the answer cluster a judged passage covers (README "Data formats");
@@ -22,6 +24,7 @@ BenchError naming the file, the line and the field.
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import json
 import math
@@ -152,7 +155,7 @@ class _IdBuilder:
         self.hashes.append(int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little"))
         self.lines.append(line)
 
-    def finish(self, path: Path | None, field_name: str = "id") -> CorpusIds:
+    def finish(self, path: Path | None, field_name: str = "id", locate: Any = None) -> CorpusIds:
         hashes = np.frombuffer(self.hashes, dtype=np.uint64).copy() if len(self.hashes) else np.zeros(0, np.uint64)
         order = np.argsort(hashes, kind="stable").astype(np.int64)
         ids = CorpusIds(np.frombuffer(bytes(self.blob), dtype=np.uint8).copy(),
@@ -161,8 +164,11 @@ class _IdBuilder:
         for pos in same.tolist():  # equal hashes: a duplicate id, or (rarely) a 64-bit collision
             a, b = sorted((int(order[pos]), int(order[pos + 1])))
             if ids[a] == ids[b]:
-                where = f"{path}, line {self.lines[b]}" if path is not None else f"row {b}"
-                first = f"line {self.lines[a]}" if path is not None else f"row {a}"
+                if locate is not None:  # several files: `locate(line)` names the file and line
+                    where, first = locate(self.lines[b]), locate(self.lines[a])
+                else:
+                    where = f"{path}, line {self.lines[b]}" if path is not None else f"row {b}"
+                    first = f"line {self.lines[a]}" if path is not None else f"row {a}"
                 raise BenchError(f"{where}: field {field_name!r}: duplicate id {ids[a]!r} (first on {first})")
         return ids
 
@@ -262,14 +268,33 @@ class _CorpusReader:
         for _, doc_id, title, text in self._records():
             yield doc_id, title, text
 
+    def _files(self) -> list[Path]:
+        """The files the corpus is read from, in order."""
+        return [self.path]
+
+    def _stat(self) -> tuple[Any, Any]:
+        """(size, mtime_ns) of the file, or the lists of them for a corpus of several files."""
+        stats = []
+        for f in self._files():
+            try:
+                stats.append(os.stat(f))
+            except FileNotFoundError:
+                raise BenchError(f"{f}: no such file") from None
+        if len(stats) == 1 and self._files() == [self.path]:
+            return stats[0].st_size, stats[0].st_mtime_ns
+        return [st.st_size for st in stats], [st.st_mtime_ns for st in stats]
+
+    def _content_sha(self) -> str:
+        return file_sha256(self.path)
+
+    def _locate(self, line: int) -> str:
+        return _where(self.path, line)
+
     def scan(self, force_hash: bool = False, cache: bool = True) -> CorpusScan:
         """Validate every record, reject duplicate ids, fingerprint the file content. Served from the scan cache
         while the file's size and mtime are those of the cached scan, unless `force_hash`."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            raise BenchError(f"{self.path}: no such file") from None
-        stamp = {"path": str(self.path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+        size, mtime = self._stat()
+        stamp = {"path": str(self.path.resolve()), "size": size, "mtime_ns": mtime,
                  "reader": self.describe() | {"path": None}, "extra": self._fingerprint_extra()}
         key = stable_hash([stamp["path"], stamp["reader"], stamp["extra"]])
         record_path = cache_root() / "corpus-scan" / f"{key}.json"
@@ -277,15 +302,15 @@ class _CorpusReader:
             try:
                 rec = json.loads(record_path.read_text())
                 folder = cache_root() / "corpus-ids" / rec["fingerprint"]
-                same = rec["size"] == st.st_size and rec["mtime_ns"] == st.st_mtime_ns
+                same = rec["size"] == size and rec["mtime_ns"] == mtime
                 if same and verify_entry(folder) is None:
-                    info = {"method": "cached", "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                            "sha256": rec["sha256"], "empty_documents": int(rec["empty_documents"])}
+                    info = {"method": "cached", "size": size, "mtime_ns": mtime, "sha256": rec["sha256"],
+                            "empty_documents": int(rec["empty_documents"])}
                     ids = CorpusIds.load(folder)
                     self._warn_if_empty(len(ids), info["empty_documents"])
                     return CorpusScan(ids, rec["fingerprint"], info)
             except (OSError, ValueError, KeyError, TypeError):
-                pass  # an unreadable record (or one from before empty documents were counted) is rebuilt below
+                pass  # an unreadable record or id table (or one from before empty documents were counted) is rebuilt
         builder = _IdBuilder()
         empty = 0
         for line_no, doc_id, title, text in self._records():
@@ -293,21 +318,20 @@ class _CorpusReader:
             empty += not (title.strip() or text.strip())
         if len(builder.offsets) == 1:
             raise BenchError(f"{self.path}: the corpus has no documents")
-        ids = builder.finish(self.path, self.id_field)
+        several = self._files() != [self.path]
+        ids = builder.finish(self.path, self.id_field, locate=self._locate if several else None)
         self._warn_if_empty(len(ids), empty)
-        sha = file_sha256(self.path)
-        st2 = os.stat(self.path)
-        if (st2.st_size, st2.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+        sha = self._content_sha()
+        if self._stat() != (size, mtime):
             raise BenchError(f"{self.path}: the file changed while it was being read; run again")
         fp = stable_hash([self.kind, sha, self.describe().get("fields"), self._fingerprint_extra()], length=32)
-        info = {"method": "sha256", "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha,
-                "empty_documents": empty}
+        info = {"method": "sha256", "size": size, "mtime_ns": mtime, "sha256": sha, "empty_documents": empty}
         if cache:  # the id table is a verified cache entry (bench/storage/cache.py), the stat record a small JSON
-            # entry rewritten in place when the file's size or mtime change, so judged by its content
+            # entry rewritten in place when the corpus's size or mtime change, so judged by its content
             load_or_build(cache_root() / "corpus-ids" / fp, ids.save, lambda p: p, folder=True,
                           info={"corpus": str(self.path), "n_docs": len(ids)})
-            write_record(record_path, {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha,
-                                       "fingerprint": fp, "path": stamp["path"], "empty_documents": empty},
+            write_record(record_path, {"size": size, "mtime_ns": mtime, "sha256": sha, "fingerprint": fp,
+                                       "path": stamp["path"], "empty_documents": empty},
                          "size", "mtime_ns", "sha256", "fingerprint")
         return CorpusScan(ids, fp, info)
 
@@ -326,7 +350,12 @@ _LineCorpus = _CorpusReader  # the former name
 
 
 class JsonlCorpus(_CorpusReader):
-    """A JSONL corpus: one document object per line with an id, an optional title and a text."""
+    """A JSONL corpus: one document object per line with an id, an optional title and a text.
+
+    With the default field names a line is either BEIR's `{"_id", "title", "text"}` or Pyserini's JsonCollection
+    `{"id", "contents"}`, QAMPARI's chunked Wikipedia among them (`{"id": "<page_id>__<n>", "contents": "<title>
+    <text>", "meta": {"title", "content", ...}}`): `id` stands in for a missing `_id`, and `contents` for a missing
+    `text` (see `split_contents`)."""
 
     kind = "jsonl"
 
@@ -337,15 +366,97 @@ class JsonlCorpus(_CorpusReader):
 
     def _records(self) -> Iterator[tuple[int, str, str, str]]:
         for line_no, obj in _json_lines(self.path):
-            where = _where(self.path, line_no)
-            doc_id = _id_field(obj, self.id_field, where)
-            text = _text_field(obj, self.text_field, where)
-            title = _text_field(obj, self.title_field, where, required=False)
-            yield line_no, doc_id, title, text
+            yield line_no, *self._document(obj, _where(self.path, line_no))
+
+    def _document(self, obj: dict[str, Any], where: str) -> tuple[str, str, str]:
+        """(id, title, text) of one record."""
+        id_field = self.id_field
+        if id_field == "_id" and "_id" not in obj:
+            if "id" not in obj:
+                raise BenchError(f"{where}: missing field '_id' (or 'id')")
+            id_field = "id"
+        doc_id = _id_field(obj, id_field, where)
+        if self.text_field == "text" and "text" not in obj:
+            if "contents" not in obj:
+                raise BenchError(f"{where}: missing field 'text' (or 'contents')")
+            return doc_id, *split_contents(_text_field(obj, "contents", where), obj.get("meta"))
+        text = _text_field(obj, self.text_field, where)
+        return doc_id, _text_field(obj, self.title_field, where, required=False), text
 
     def describe(self) -> dict[str, Any]:
         fields = [self.id_field, self.title_field, self.text_field]
         return {"format": self.kind, "path": str(self.path), "fields": fields}
+
+
+def split_contents(contents: str, meta: Any) -> tuple[str, str]:
+    """(title, text) of a Pyserini `contents` string. QAMPARI writes `contents` = `meta.title + " " + meta.content`
+    and reads title and text back from `meta` (its models/retrievers/BM25/to_dpr.py); when `meta` holds both and they
+    make up `contents` exactly, they are the title and text, so the passage (`document_text`: `title text`) is
+    `contents` itself, as its BM25 indexed it. Otherwise `contents` is kept whole as the text, without a title."""
+    if isinstance(meta, dict):
+        title, text = meta.get("title"), meta.get("content")
+        if isinstance(title, str) and isinstance(text, str) and title.strip() and f"{title} {text}" == contents:
+            return title, text
+    return "", contents
+
+
+_NUMBERS = re.compile(r"(\d+)")
+
+
+def natural_key(path: Path) -> list[Any]:
+    """Sort key that puts wikipedia_chunks_2.jsonl before wikipedia_chunks_10.jsonl."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in _NUMBERS.split(path.name)]
+
+
+class JsonlFilesCorpus(JsonlCorpus):
+    """A corpus of several JSONL files read one after the other (a folder of `*.jsonl` or a glob, in natural order:
+    QAMPARI's `wikipedia_chunks_{i}.jsonl`). Errors name the file and its line; ids are unique across the files."""
+
+    kind = "jsonl-files"
+
+    def __init__(self, path: str | os.PathLike[str], files: Sequence[Path]) -> None:
+        super().__init__(path)
+        self.files = [Path(f) for f in files]
+
+    def _files(self) -> list[Path]:
+        return self.files
+
+    def _records(self) -> Iterator[tuple[int, str, str, str]]:
+        for i, f in enumerate(self.files):
+            for line_no, obj in _json_lines(f):
+                yield (i << 32) | line_no, *self._document(obj, _where(f, line_no))
+
+    def _locate(self, line: int) -> str:
+        return _where(self.files[line >> 32], line & 0xFFFFFFFF)
+
+    def _content_sha(self) -> str:
+        return stable_hash([(f.name, file_sha256(f)) for f in self.files], length=64)
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {"files": len(self.files), "first": self.files[0].name,
+                                     "last": self.files[-1].name}
+
+
+def corpus_files(path: str | os.PathLike[str]) -> tuple[Path, list[Path] | None]:
+    """The corpus path and, for a folder of `*.jsonl` files or a glob, its files in natural order (None for one
+    file)."""
+    text = os.path.expanduser(str(path))
+    p = Path(text)
+    if p.is_dir():
+        files = sorted(p.glob("*.jsonl"), key=natural_key)
+        if not files:
+            raise BenchError(f"{p}: a corpus folder holds *.jsonl files (QAMPARI: wikipedia_chunks_{{i}}.jsonl), and "
+                             f"this one has none")
+        return p, files
+    if any(c in p.name for c in "*?["):
+        files = sorted((Path(f) for f in glob.glob(text) if Path(f).is_file()), key=natural_key)
+        if not files:
+            raise BenchError(f"{text}: no file matches this pattern")
+        bad = [f.name for f in files if f.suffix != ".jsonl"]
+        if bad:
+            raise BenchError(f"{text}: a corpus pattern must match JSONL files only; it matches {bad[0]}")
+        return p, files
+    return p, None
 
 
 class TsvCorpus(_CorpusReader):
@@ -438,12 +549,15 @@ class WikiSummariesCorpus(_CorpusReader):
         return {"format": self.kind, "path": str(self.path), "limit": self.limit}
 
 
-CorpusReader = JsonlCorpus | TsvCorpus | WikiSummariesCorpus
+CorpusReader = JsonlCorpus | JsonlFilesCorpus | TsvCorpus | WikiSummariesCorpus
 
 
 def open_corpus(path: str | os.PathLike[str]) -> CorpusReader:
-    """A reader chosen by the file extension: .jsonl → JSONL, .tsv → DPR TSV, .json → Wikipedia summaries."""
-    p = Path(path)
+    """A reader chosen by the path: a folder of `*.jsonl` files or a glob → several JSONL files; else by the file
+    extension: .jsonl → JSONL, .tsv → DPR TSV, .json → Wikipedia summaries."""
+    p, files = corpus_files(path)
+    if files is not None:
+        return JsonlFilesCorpus(p, files)
     if p.suffix == ".jsonl":
         return JsonlCorpus(p)
     if p.suffix == ".tsv":

@@ -19,6 +19,19 @@ The index is cached under `<cache>/bm25/<key>/`, key = corpus fingerprint + para
 entry (bench/storage/cache.py: written atomically with a manifest, under a file lock); a rerun loads it (memory-mapped)
 instead of re-tokenising the corpus.
 
+**Building in bounded memory** (`build_on_disk`, what the cache uses). bm25s's own `BM25.index` holds every document's
+token ids as Python lists, about 2.4 GB per million passages of ~100 words: 60 GB at Wikipedia's 25M. Here the corpus
+is tokenised (bm25s's tokenizer, so the vocabulary and its ids are bm25s's) in chunks of `chunk_tokens` tokens; each
+chunk's postings (term, document, term frequency), sorted by term, go to disk with the document lengths, and only the
+document frequencies stay in memory. A second pass merges the chunks a block of terms at a time (`block_postings`
+postings per block), computes every posting's BM25 weight exactly as bm25s does (its own idf and tf functions, the same
+float64 arithmetic, stored as float32) and appends them to bm25s's column-major sparse arrays in bm25s's file layout,
+which `bm25s.BM25.load(mmap=True)` then memory-maps for search. Memory: the vocabulary (the tokenizer's dictionaries,
+which grow with the number of distinct words, not of passages), 4 bytes per passage for the document lengths, and one
+chunk or one block at a time; the files written, never more. The arrays equal those of `BM25Index.build` (bm25s in
+memory, kept for small indexes built from texts in memory), so scores and rankings are the same
+(tests/index/test_bm25.py on LIMIT-small and wiki-vital).
+
 `search(texts, k)` → (scores float32 (n, k), rows int64 (n, k)) in descending score, ties broken by the lower
 corpus row; a document sharing no term with the query is not a candidate, so a row may end in -1 / -inf padding.
 Term statistics for query expansion: `vocabulary`, `document_frequencies`, `doc_lengths`, `doc_terms(row)` (term ids,
@@ -28,6 +41,7 @@ term frequencies, BM25 term weights of one document) and `search_weighted` (a qu
 from __future__ import annotations
 
 import json
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -301,6 +315,186 @@ def top_k(scores: np.ndarray, k: int, candidates: np.ndarray | None = None) -> t
     return scores[rows].astype(np.float32), rows
 
 
+CHUNK_TOKENS = 8_000_000  # tokens tokenised per chunk of the first pass (~80k passages of ~100 words)
+BLOCK_POSTINGS = 8_000_000  # postings merged per block of terms in the second pass
+
+
+def build_on_disk(texts: Iterable[str], folder: Path, params: BM25Params | None = None, corpus_fingerprint: str = "",
+                  n_docs: int | None = None, progress: Any = None, chunk_tokens: int = CHUNK_TOKENS,
+                  block_postings: int = BLOCK_POSTINGS) -> None:
+    """Write the bm25s index of a stream of documents into `folder` in bounded memory (module docstring); the folder
+    then loads with `BM25Index.load`. `progress(1)` is called per document tokenised."""
+    import bm25s
+
+    params = params or BM25Params()
+    params.validate()
+    tokenizer = make_tokenizer(params)
+    folder.mkdir(parents=True, exist_ok=True)
+    work = folder / "build"
+    work.mkdir()
+    chunks = _Postings(work)
+    flat = array("i")
+    lengths: list[int] = []
+    for ids in tokenizer.streaming_tokenize(texts, update_vocab=True):
+        flat.extend(ids)
+        lengths.append(len(ids))
+        if progress is not None:
+            progress(1)
+        if len(flat) >= chunk_tokens:
+            chunks.add(flat, lengths)
+            flat, lengths = array("i"), []
+    chunks.add(flat, lengths)
+    chunks.close()
+    del flat, lengths
+    n = chunks.n_docs
+    if n == 0:
+        raise BenchError("bm25: the corpus has no documents")
+    if n_docs is not None and n != n_docs:
+        raise BenchError(f"bm25: the corpus stream gave {n} documents, expected {n_docs}")
+    vocab = tokenizer.get_vocab_dict()
+    model = bm25s.BM25(k1=params.k1, b=params.b, method=params.method)
+    n_vocab = len(vocab)
+    df = np.zeros(n_vocab, dtype=np.int64)
+    df[: len(chunks.df)] = chunks.df
+    doc_lengths = np.fromfile(chunks.lengths_path, dtype=np.int32)
+    avg_doc_len = np.float64(chunks.n_tokens) / n  # = bm25s's mean of the lengths: an exact integer sum
+    from bm25s.scoring import _build_nonoccurrence_array, _select_idf_scorer, _select_tfc_scorer
+
+    idf_fn = _select_idf_scorer(model.idf_method)
+    idf = np.zeros(n_vocab, dtype=model.dtype)
+    for t, d in enumerate(df.tolist()):  # bm25s's loop: its idf in Python floats, stored as float32
+        if d:
+            idf[t] = idf_fn(d, N=n)
+    nonocc = None
+    if model.method in model.methods_requiring_nonoccurrence:
+        nonocc = _build_nonoccurrence_array(dict(enumerate(df.tolist())), n, idf_fn, _select_tfc_scorer(model.method),
+                                            avg_doc_len, avg_doc_len, model.k1, model.b, model.delta, model.dtype)
+    tfc_fn = _select_tfc_scorer(model.method)
+    nnz = int(df.sum())
+    with open(folder / "data.csc.index.npy", "wb") as data_fh, open(folder / "indices.csc.index.npy", "wb") as ind_fh:
+        _npy_header(data_fh, np.dtype(model.dtype), nnz)
+        _npy_header(ind_fh, np.dtype(np.int32), nnz)
+        for cols, rows, tf in chunks.merged(df, block_postings):
+            tfc = tfc_fn(tf_array=tf.astype(model.dtype), l_d=doc_lengths[rows], l_avg=avg_doc_len, k1=model.k1,
+                         b=model.b, delta=model.delta)
+            weights = idf[cols] * tfc  # float32 idf × float64 tf part, as bm25s; stored as float32
+            if nonocc is not None:
+                weights -= nonocc[cols]
+            data_fh.write(np.ascontiguousarray(weights, dtype=model.dtype).tobytes())
+            ind_fh.write(np.ascontiguousarray(rows, dtype=np.int32).tobytes())
+    indptr = np.zeros(n_vocab + 1, dtype=np.int64)
+    np.cumsum(df, out=indptr[1:])
+    np.save(folder / "indptr.csc.index.npy", indptr)
+    if nonocc is not None:
+        np.save(folder / "nonoccurrence_array.index.npy", nonocc)
+    with open(folder / "vocab.index.json", "w", encoding="utf-8") as fh:
+        json.dump(vocab, fh, ensure_ascii=False)
+    with open(folder / "params.index.json", "w") as fh:  # what bm25s's save() writes
+        json.dump({"k1": model.k1, "b": model.b, "delta": model.delta, "method": model.method,
+                   "idf_method": model.idf_method, "dtype": model.dtype, "int_dtype": model.int_dtype,
+                   "num_docs": n, "version": bm25s.__version__, "backend": model.backend}, fh, indent=4)
+    tokenizer.save_vocab(str(folder))
+    tokenizer.save_stopwords(str(folder))
+    np.save(folder / "doc_lengths.npy", doc_lengths)
+    meta = {"params": asdict(params), "corpus_fingerprint": corpus_fingerprint, "bm25s": _bm25s_version(),
+            "n_docs": n, "built": "on disk, in chunks"}
+    (folder / "bench_meta.json").write_text(json.dumps(meta, indent=1))
+    chunks.remove()
+
+
+def _npy_header(fh: Any, dtype: np.dtype, n: int) -> None:
+    """The header of a 1-d .npy file of n values, whose data are then appended."""
+    np.lib.format.write_array_header_2_0(fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                                              "shape": (n,)})
+
+
+class _Postings:
+    """The first pass's chunks on disk: per chunk its postings (document row, term frequency) sorted by (term, row),
+    and a directory of the chunk's terms with their posting counts; the document lengths; and the running document
+    frequencies. `merged` reads them back a block of terms at a time."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.lengths_path = work / "lengths.bin"
+        self.files = {name: open(work / f"{name}.bin", "wb") for name in ("rows", "tf", "terms", "counts", "lengths")}
+        self.chunks: list[tuple[int, int, int, int]] = []  # (postings offset, postings, directory offset, terms)
+        self.df = np.zeros(0, dtype=np.int64)
+        self.n_docs = 0
+        self.n_tokens = 0
+        self._postings = 0
+        self._terms = 0
+
+    def add(self, flat: array, lengths: list[int]) -> None:
+        if not lengths:
+            return
+        tok = np.frombuffer(flat, dtype=np.int32).astype(np.int64)
+        lens = np.asarray(lengths, dtype=np.int64)
+        docs = np.repeat(np.arange(self.n_docs, self.n_docs + len(lens), dtype=np.int64), lens)
+        keys, tf = np.unique((tok << 32) | docs, return_counts=True)  # sorted by (term, row); tf = repeats
+        terms = (keys >> 32).astype(np.int32)
+        rows = (keys & 0xFFFFFFFF).astype(np.int32)
+        uterms, counts = np.unique(terms, return_counts=True)
+        if len(uterms) and uterms[-1] >= len(self.df):
+            self.df = np.concatenate([self.df, np.zeros(int(uterms[-1]) + 1 - len(self.df), dtype=np.int64)])
+        self.df[uterms] += counts  # one posting per (term, document): its document frequency
+        self.files["rows"].write(rows.tobytes())
+        self.files["tf"].write(tf.astype(np.int32).tobytes())
+        self.files["terms"].write(uterms.astype(np.int32).tobytes())
+        self.files["counts"].write(counts.astype(np.int64).tobytes())
+        self.files["lengths"].write(lens.astype(np.int32).tobytes())
+        self.chunks.append((self._postings, len(rows), self._terms, len(uterms)))
+        self._postings += len(rows)
+        self._terms += len(uterms)
+        self.n_docs += len(lens)
+        self.n_tokens += int(lens.sum())
+
+    def merged(self, df: np.ndarray, block_postings: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(terms, rows, tf) of every posting in (term, row) order, a block of consecutive terms at a time."""
+        ends = np.cumsum(df)
+        # block b = terms [starts[b], starts[b + 1]): each ends at the first term where another `block_postings`
+        # postings are reached, so a block holds about that many (one very frequent term may hold more)
+        cuts = np.searchsorted(ends, np.arange(block_postings, int(ends[-1]), block_postings)) + 1
+        starts = np.unique(np.concatenate([[0], np.minimum(cuts, len(df)), [len(df)]]))
+        plan = []  # per chunk: directory and posting offsets where each block starts
+        for p_off, _, t_off, n_terms in self.chunks:
+            uterms = _read(self.work / "terms.bin", np.int32, t_off, n_terms)
+            counts = _read(self.work / "counts.bin", np.int64, t_off, n_terms)
+            at = np.searchsorted(uterms, starts)
+            plan.append((t_off + at, p_off + np.concatenate([[0], np.cumsum(counts)])[at]))
+        for b in range(len(starts) - 1):
+            parts = []
+            for t_at, p_at in plan:
+                t0, t1, q0, q1 = int(t_at[b]), int(t_at[b + 1]), int(p_at[b]), int(p_at[b + 1])
+                if q1 == q0:
+                    continue
+                uterms = _read(self.work / "terms.bin", np.int32, t0, t1 - t0)
+                counts = _read(self.work / "counts.bin", np.int64, t0, t1 - t0)
+                parts.append((np.repeat(uterms, counts), _read(self.work / "rows.bin", np.int32, q0, q1 - q0),
+                              _read(self.work / "tf.bin", np.int32, q0, q1 - q0)))
+            if not parts:
+                continue
+            terms = np.concatenate([p[0] for p in parts])
+            order = np.argsort(terms, kind="stable")  # chunks are in row order, so rows ascend within a term
+            yield (terms[order], np.concatenate([p[1] for p in parts])[order],
+                   np.concatenate([p[2] for p in parts])[order])
+
+    def close(self) -> None:
+        for fh in self.files.values():
+            fh.close()
+
+    def remove(self) -> None:
+        import shutil
+
+        self.close()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _read(path: Path, dtype: Any, start: int, count: int) -> np.ndarray:
+    """`count` values of `dtype` from item `start` of a raw file (a plain read: no mapping kept in memory)."""
+    dt = np.dtype(dtype)
+    return np.fromfile(path, dtype=dt, count=count, offset=start * dt.itemsize)
+
+
 def _corpus_texts(corpus: Any) -> Iterator[str]:
     for _, title, text in corpus.iter_texts():
         yield document_text(title, text)
@@ -326,17 +520,11 @@ def load_or_build_bm25(corpus: Any, params: BM25Params | None = None, cache: boo
     if not cache:
         return build_index()
     folder = cache_root() / "bm25" / bm25_cache_key(corpus.fingerprint, params)
-    built: list[BM25Index] = []
 
-    def build(tmp: Path) -> None:
-        index = build_index()
-        index.save(tmp)
-        built.append(index)
+    def build(tmp: Path) -> None:  # bounded memory: the index goes to disk as it is built
+        build_on_disk(_corpus_texts(corpus), tmp, params, corpus.fingerprint, n_docs=len(corpus), progress=progress)
 
     def load(path: Path) -> BM25Index:
-        if built:
-            built[0].path = path
-            return built[0]
         return BM25Index.load(path)
 
     info = {"corpus_fingerprint": corpus.fingerprint, **asdict(params)}

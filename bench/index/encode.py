@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bench.data.corpus import document_text
+from bench.distributed import World, set_phase
 from bench.errors import BenchError
 from bench.progress import STDERR, make_progress
 from bench.storage.cache import (
@@ -228,13 +229,14 @@ class ShardStore:
             )
         return arr
 
-    def save_shard(self, i: int, arr: np.ndarray, recipe: Recipe | None = None) -> None:
+    def save_shard(self, i: int, arr: np.ndarray, recipe: Recipe | None = None,
+                   info: dict[str, Any] | None = None) -> None:
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as fh:
                 np.save(fh, arr, allow_pickle=False)
 
-        # atomic, with a manifest (size, checksum) verified on read
-        write_entry(self.shard_path(i), write, recipe=recipe, need=arr.nbytes + 128)
+        # atomic, with a manifest (size, checksum, and `info`: which rank of how many wrote it) verified on read
+        write_entry(self.shard_path(i), write, recipe=recipe, info=info, need=arr.nbytes + 128)
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.glob("*") if p.is_file())
@@ -251,20 +253,109 @@ def encode_in_shards(
     label: str = "encode corpus",
     storage: str = "float32",
     recipe: Recipe | None = None,
+    world: World | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the L2-normalised embeddings of `texts` shard by shard (as stored: float32 or float16), reading finished
     shards from disk (memory-mapped), encoding the rest.
 
     `texts` must yield exactly `n_docs` strings in corpus order. A shard is written before it is yielded, so an
     interrupted run (exception, SIGINT, SIGKILL) resumes at the first missing shard.
+
+    With a `world` (torchrun, bench/distributed.py) every rank reads the corpus stream but encodes only the shards it
+    owns (shard i belongs to rank i mod world size), then all meet at a barrier; rank 0 marks the encode complete and
+    every rank yields every shard, memory-mapped. Each shard's manifest records the rank that wrote it.
     """
     if shard_size <= 0:
         raise BenchError(f"shard_size must be > 0, got {shard_size}")
     if storage not in STORAGES:
         raise BenchError(f"embedding storage must be float32 or float16, got {storage!r}")
     store = ShardStore(key)
+    if world is None:
+        meta = _open_meta(store, key, n_docs, shard_size, storage, describe)
+    else:  # rank 0 creates (or checks) meta.json; the others read the shard boundaries it fixed
+        set_phase(world, f"encoding the corpus into {store.root}")
+        with world.rank_zero_first(f"encode-meta/{key}", "opening the embedding shards"):
+            meta = _open_meta(store, key, n_docs, shard_size, storage, describe, create=world.is_main)
+    shard_size = int(meta["shard_size"])  # boundaries of a resumed encode are those it started with
+    n_shards = (n_docs + shard_size - 1) // shard_size
+    dim = meta.get("dim")
+    dtype = str(meta.get("dtype") or "float32")
+    normalise = bool(meta.get("normalised"))  # False only when resuming an encode begun before normalised shards
+    mine = [i for i in range(n_shards) if world is None or world.owns(i)]
+    on_disk = [i for i in mine if store.shard_path(i).exists()]
+
+    def check_space(after: int) -> None:
+        """Disk for this rank's shards from `after` on not yet written, once their width is known (before the first
+        shard when resuming, after it otherwise)."""
+        missing = [i for i in mine if i >= after and i not in on_disk]
+        rows_left = sum(min(shard_size, n_docs - i * shard_size) for i in missing)
+        if dim and rows_left:
+            check_free_space(store.root, rows_left * int(dim) * np.dtype(dtype).itemsize,
+                             f"{label}: the embedding shards still to write in {store.root}")
+
+    check_space(0)
+    console = console or STDERR
+    if world is not None and not world.is_main:
+        console = Console(quiet=True)  # one progress bar: rank 0's
+    share = "" if world is None else f" (rank {world.rank} of {world.size}: shards i with i mod {world.size} = " \
+                                     f"{world.rank})"
+    if on_disk and not meta.get("complete"):
+        console.print(f"[dim]{escape(label)}: resuming, {len(on_disk)} of {len(mine)} shards{share} already on disk "
+                      f"({escape(str(store.root))})[/]", highlight=False)
+    info = {"rank": 0 if world is None else world.rank, "world_size": 1 if world is None else world.size}
+    seen = 0
+    with make_progress(console) as progress:
+        total = sum(min(shard_size, n_docs - i * shard_size) for i in mine)
+        bar = progress.add_task(label + share, total=total, status=f"{len(mine)} shard(s) of ≤{shard_size}")
+        for i in range(n_shards):
+            rows = min(shard_size, n_docs - i * shard_size)
+            chunk = _take(texts, rows)
+            seen += len(chunk)
+            if len(chunk) != rows:
+                raise BenchError(f"the corpus yielded {seen} documents, but its scan counted {n_docs}: did the file "
+                                 f"change while encoding?")
+            if world is not None and not world.owns(i):
+                continue
+            arr = store.load_shard(i, i * shard_size, rows, dim, dtype)
+            if arr is None:
+                progress.update(bar, status=f"shard {i + 1}/{n_shards}")
+                arr = _encode_shard(store, i, chunk, encode, dim, normalise, dtype, shard_size, recipe, info,
+                                    lambda n: progress.advance(bar, n))
+                if dim is None:
+                    dim = int(arr.shape[1])
+                    if world is None:
+                        meta["dim"] = dim
+                        store.write_meta(meta)
+                    check_space(i + 1)
+            else:
+                progress.advance(bar, rows)
+            if world is None:
+                yield arr
+        if next(texts, None) is not None:
+            raise BenchError(f"the corpus yielded more than the {n_docs} documents its scan counted: did the file "
+                             f"change while encoding?")
+    if world is not None:
+        world.barrier(f"encode/{key}", f"encoding its embedding shards into {store.root}")
+        if world.is_main:
+            _finish_distributed(store, meta, shard_size, n_shards)
+        world.barrier(f"encode-done/{key}", "waiting for rank 0 to check the embedding shards")
+        for i in range(n_shards):  # every shard was verified (or written) by its rank in this encode
+            yield np.load(store.shard_path(i), mmap_mode="r", allow_pickle=False)
+        return
+    if not meta.get("complete"):
+        meta["complete"] = True
+        meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        store.write_meta(meta)
+
+
+def _open_meta(store: ShardStore, key: str, n_docs: int, shard_size: int, storage: str,
+               describe: dict[str, Any] | None, create: bool = True) -> dict[str, Any]:
+    """The key's meta.json, written afresh (`create`) when it is missing or of another format; its `n_docs` must be the
+    corpus's."""
     meta = store.read_meta()
     if meta is None or meta.get("format") != SHARD_FORMAT:
+        if not create:
+            raise BenchError(f"{store.meta_path}: missing or of another format; rank 0 should have written it")
         meta = {"format": SHARD_FORMAT, "key": key, "n_docs": n_docs, "shard_size": shard_size, "dim": None,
                 "dtype": storage, "normalised": True, "complete": False,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "describe": describe or {}}
@@ -274,73 +365,51 @@ def encode_in_shards(
             f"{store.meta_path}: field 'n_docs' is {meta.get('n_docs')}, but the corpus has {n_docs} documents; "
             f"remove the folder with `bench cache clear embeddings`"
         )
-    shard_size = int(meta["shard_size"])  # boundaries of a resumed encode are those it started with
-    n_shards = (n_docs + shard_size - 1) // shard_size
-    dim = meta.get("dim")
-    dtype = str(meta.get("dtype") or "float32")
-    normalise = bool(meta.get("normalised"))  # False only when resuming an encode begun before normalised shards
-    on_disk = [i for i in range(n_shards) if store.shard_path(i).exists()]
+    return meta
 
-    def check_space(after: int) -> None:
-        """Disk for the shards from `after` on not yet written, once their width is known (before the first shard
-        when resuming, after it otherwise)."""
-        missing = [i for i in range(after, n_shards) if i not in on_disk]
-        rows_left = sum(min(shard_size, n_docs - i * shard_size) for i in missing)
-        if dim and rows_left:
-            check_free_space(store.root, rows_left * int(dim) * np.dtype(dtype).itemsize,
-                             f"{label}: the embedding shards still to write in {store.root}")
 
-    check_space(0)
-    console = console or STDERR
-    if on_disk and not meta.get("complete"):
-        console.print(f"[dim]{escape(label)}: resuming, {len(on_disk)} of {n_shards} shards already on disk "
-                      f"({escape(str(store.root))})[/]",
-                      highlight=False)
-    seen = 0
-    with make_progress(console) as progress:
-        bar = progress.add_task(label, total=n_docs, status=f"{n_shards} shard(s) of ≤{shard_size}")
-        for i in range(n_shards):
-            rows = min(shard_size, n_docs - i * shard_size)
-            chunk = _take(texts, rows)
-            seen += len(chunk)
-            if len(chunk) != rows:
-                raise BenchError(f"the corpus yielded {seen} documents, but its scan counted {n_docs}: did the file "
-                                 f"change while encoding?")
-            arr = store.load_shard(i, i * shard_size, rows, dim, dtype)
-            if arr is None:
-                progress.update(bar, status=f"shard {i + 1}/{n_shards}")
-                out = np.asarray(encode(chunk, lambda n: progress.advance(bar, n)), dtype=np.float32)
-                if out.ndim != 2 or out.shape[0] != rows:
-                    raise BenchError(f"the encoder returned shape {out.shape} for {rows} texts")
-                if dim is not None and out.shape[1] != dim:
-                    raise BenchError(
-                        f"{store.shard_path(i)}: rows {i * shard_size}–{i * shard_size + rows - 1}, field 'dim': the "
-                        f"encoder produced {out.shape[1]}-dim embeddings, but the shards already in {store.root} "
-                        f"(see {store.meta_path}) hold {dim}-dim ones"
-                    )
-                if not np.isfinite(out).all():
-                    raise BenchError(f"the encoder produced NaN/inf embeddings in shard {i} (rows from "
-                                     f"{i * shard_size}); try dtype=float32")
-                if normalise:
-                    out = _normalise_rows(out)
-                out = np.ascontiguousarray(out, dtype=dtype)
-                store.save_shard(i, out, recipe)
-                if dim is None:
-                    dim = int(out.shape[1])
-                    meta["dim"] = dim
-                    store.write_meta(meta)
-                    check_space(i + 1)
-                arr = out
-            else:
-                progress.advance(bar, rows)
-            yield arr
-        if next(texts, None) is not None:
-            raise BenchError(f"the corpus yielded more than the {n_docs} documents its scan counted: did the file "
-                             f"change while encoding?")
+def _encode_shard(store: ShardStore, i: int, chunk: list[str], encode: EncodeTexts, dim: int | None, normalise: bool,
+                  dtype: str, shard_size: int, recipe: Recipe | None, info: dict[str, Any],
+                  advance: Callable[[int], None]) -> np.ndarray:
+    """Encode one shard's texts, check and normalise the vectors, write the shard atomically; returns it."""
+    rows = len(chunk)
+    out = np.asarray(encode(chunk, advance), dtype=np.float32)
+    if out.ndim != 2 or out.shape[0] != rows:
+        raise BenchError(f"the encoder returned shape {out.shape} for {rows} texts")
+    if dim is not None and out.shape[1] != dim:
+        raise BenchError(
+            f"{store.shard_path(i)}: rows {i * shard_size}–{i * shard_size + rows - 1}, field 'dim': the "
+            f"encoder produced {out.shape[1]}-dim embeddings, but the shards already in {store.root} "
+            f"(see {store.meta_path}) hold {dim}-dim ones"
+        )
+    if not np.isfinite(out).all():
+        raise BenchError(f"the encoder produced NaN/inf embeddings in shard {i} (rows from "
+                         f"{i * shard_size}); try dtype=float32")
+    if normalise:
+        out = _normalise_rows(out)
+    out = np.ascontiguousarray(out, dtype=dtype)
+    store.save_shard(i, out, recipe, info)
+    return out
+
+
+def _finish_distributed(store: ShardStore, meta: dict[str, Any], shard_size: int, n_shards: int) -> None:
+    """Rank 0, after every rank wrote its shards: every shard is there, of one width; the encode is complete."""
+    dims: set[int] = set()
+    for i in range(n_shards):
+        path = store.shard_path(i)
+        if not path.exists():
+            raise BenchError(f"{path}: missing after every rank finished encoding (rows from {i * shard_size}); run "
+                             f"the same command again to encode it")
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        dims.add(int(arr.shape[1]))
+    if len(dims) != 1 or (meta.get("dim") is not None and meta["dim"] not in dims):
+        raise BenchError(f"{store.root}: the shards hold vectors of different widths {sorted(dims)}; remove the "
+                         f"folder with `bench cache clear embeddings` and encode again")
+    meta["dim"] = dims.pop()
     if not meta.get("complete"):
         meta["complete"] = True
         meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        store.write_meta(meta)
+    store.write_meta(meta)
 
 
 def _normalise_rows(x: np.ndarray) -> np.ndarray:
@@ -389,7 +458,8 @@ class CorpusEncoder:
     def shard_store(self, corpus: Any) -> ShardStore:
         return ShardStore(self.embedding_key(corpus))
 
-    def encode_corpus_shards(self, corpus: Any, recipe: Recipe | None = None) -> Iterator[np.ndarray]:
+    def encode_corpus_shards(self, corpus: Any, recipe: Recipe | None = None, world: World | None = None
+                             ) -> Iterator[np.ndarray]:
         texts = (self._text_of(title, text) for _, title, text in corpus.iter_texts())
         describe = {**self.describe, "corpus_fingerprint": corpus.fingerprint, "space": self.cache_key}
         source = getattr(corpus, "source", None)
@@ -397,7 +467,7 @@ class CorpusEncoder:
             describe["corpus"] = source.describe()
         return encode_in_shards(self.embedding_key(corpus), texts, len(corpus), self._encode,
                                 shard_size=self.shard_size, describe=describe, console=self.console,
-                                storage=self.storage, recipe=recipe)
+                                storage=self.storage, recipe=recipe, world=world)
 
     def encode_corpus(self, corpus: Any) -> np.ndarray:
         out: np.ndarray | None = None

@@ -16,6 +16,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from bench.distributed import World
 from bench.errors import BenchError
 from bench.index.spec import IndexSpec
 from bench.storage import cache as _cache
@@ -216,12 +217,13 @@ class MappedStore(VectorStore):
 
 
 def corpus_store(corpus: Any, encoder: Any, spec: IndexSpec | None = None, key: str = "",
-                 recipe: Recipe | None = None) -> VectorStore:
+                 recipe: Recipe | None = None, world: World | None = None) -> VectorStore:
     """The vector store of a task's corpus for a document encoder (None: the task's own vectors, kept in memory).
 
     Streaming encoders (bench.index.encode.CorpusEncoder) encode missing shards, and the store maps the shards: the
     one copy of the embeddings on disk. `spec.fp16` stores float16 (shards written so, or the in-memory array);
-    `recipe` goes into the shards' manifests."""
+    `recipe` goes into the shards' manifests. Under torchrun (`world`, bench/distributed.py) the ranks share the
+    shards out, and every rank maps all of them once the last is written."""
     fp16 = bool(spec and spec.fp16)
     storage = "float16" if fp16 else "float32"
     if encoder is None:
@@ -232,7 +234,8 @@ def corpus_store(corpus: Any, encoder: Any, spec: IndexSpec | None = None, key: 
     if shards is not None and hasattr(encoder, "shard_store"):
         if fp16 and hasattr(encoder, "storage"):
             encoder.storage = "float16"
-        for _ in shards(corpus, recipe=recipe):  # encodes the shards not on disk; the blocks themselves are not kept
+        encoded = shards(corpus, recipe=recipe, world=world) if world is not None else shards(corpus, recipe=recipe)
+        for _ in encoded:  # encodes the shards not on disk; the blocks themselves are not kept
             pass
         return MappedStore.from_shard_store(encoder.shard_store(corpus))
     return ArrayStore(encoder.encode_corpus(corpus), key=key or f"{encoder.cache_key}:{corpus.fingerprint}",

@@ -171,8 +171,23 @@ def system_folder(system: str) -> str:
     return f"{safe[:SLUG]}-{digest}"
 
 
-def run_dir(results_dir: str | Path, task: str, system: str) -> Path:
-    return Path(results_dir) / _safe(task) / system_folder(system)
+CORPUS_FOLDER = "corpus="  # results/<task>/corpus=<tag>/<system>/: runs of a task whose corpus is the user's choice
+
+
+def corpus_tag(task_info: dict[str, Any]) -> str | None:
+    """The corpus tag of a run's task (`psgs_w100-1a2b3c4d`, `wiki-vital`), set by tasks whose corpus is chosen by
+    the user (AmbigQA, QAMPARI); None for tasks with a corpus of their own."""
+    tag = task_info.get("corpus_tag")
+    return str(tag) if tag else None
+
+
+def run_dir(results_dir: str | Path, task: str, system: str, corpus: str | None = None) -> Path:
+    """results/<task>/<system>, or results/<task>/corpus=<tag>/<system> for a task run on a corpus of the user's
+    choice, so that runs on different corpora never share a folder."""
+    base = Path(results_dir) / _safe(task)
+    if corpus:
+        base = base / f"{CORPUS_FOLDER}{_safe(corpus)}"
+    return base / system_folder(system)
 
 
 def save_run(result: RunResult, results_dir: str | Path, ranking: np.ndarray | None = None,
@@ -181,7 +196,7 @@ def save_run(result: RunResult, results_dir: str | Path, ranking: np.ndarray | N
 
     `scores` are the system's real (fused / re-ranked) scores of `ranking`; without them the TREC file carries
     depth − rank (runs written before the pipeline kept scores)."""
-    folder = run_dir(results_dir, result.task, result.system)
+    folder = run_dir(results_dir, result.task, result.system, corpus_tag(result.task_info))
     path = folder / f"{result.run_id}.json"
     if ranking is not None and doc_ids is not None:
         write_trec_run(folder / f"{result.run_id}.trec", result.query_ids, ranking, doc_ids, result.system,
@@ -227,12 +242,20 @@ def load_run(path: str | Path) -> RunResult:
 
 
 def find_runs(results_dir: str | Path, task: str | None = None, system: str | None = None) -> list[Path]:
-    """Run files under results_dir, optionally of one task and/or system (a plain retriever name is a system),
-    sorted by path: by task, system folder, then oldest first (run ids start with a UTC timestamp)."""
+    """Run files under results_dir, optionally of one task and/or system (a plain retriever name is a system), in
+    both layouts (<task>/<system>/ and <task>/corpus=<tag>/<system>/), sorted by task, system folder, then oldest
+    first (run ids start with a UTC timestamp)."""
     root = Path(results_dir)
     folder = glob.escape(system_folder(system)) if system else "*"  # `[` in amer[sampling=teacher] is no glob
-    pattern = f"{glob.escape(_safe(task)) if task else '*'}/{folder}/*.json"
-    return sorted(root.glob(pattern))
+    task_glob = glob.escape(_safe(task)) if task else "*"
+    found = {p for p in root.glob(f"{task_glob}/{folder}/*.json") if not p.parent.name.startswith(CORPUS_FOLDER)}
+    found |= set(root.glob(f"{task_glob}/{CORPUS_FOLDER}*/{folder}/*.json"))
+
+    def key(p: Path) -> tuple[str, str, str, str]:
+        task_dir = p.parent.parent.parent if p.parent.parent.name.startswith(CORPUS_FOLDER) else p.parent.parent
+        return task_dir.name, p.parent.name, p.name, str(p)
+
+    return sorted(found, key=key)
 
 
 def valid_runs(paths: Iterable[Path], on_skip: Callable[[str], None]) -> Iterator[tuple[RunResult, Path]]:

@@ -122,7 +122,9 @@ def check_comparable(runs: Mapping[str, RunResult]) -> None:
             if a != b:
                 what = "corpus" if part == "corpus" else f"{part} split"
                 raise BenchError(f"{where}: their {what} differs (data hash {str(a)[:12]}… vs {str(b)[:12]}…)"
-                                 + (f"; task params differ: {params}" if params else ""))
+                                 + (f"; task params differ: {params}" if params else "")
+                                 + ("; compare runs on one corpus by naming their files with --run FILE (repeatable)"
+                                    if part == "corpus" else ""))
         if run.query_ids != ref.query_ids:
             if set(run.query_ids) != set(ref.query_ids):
                 n_diff = len(set(run.query_ids) ^ set(ref.query_ids))

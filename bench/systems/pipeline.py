@@ -21,6 +21,7 @@ import numpy as np
 from rich.console import Console
 
 from bench.data.task import Split, TaskData
+from bench.distributed import World, set_phase
 from bench.errors import BenchError
 from bench.index import Index, VectorStore
 from bench.metrics import Metric, parse_metric
@@ -98,51 +99,126 @@ def run_base(system: System, split: Split, depth: int, ctx: RunContext, timings:
              expander: Expander | None = None) -> BaseOutput:
     """Expansion → retrieval (vectors + search, or the retriever's own ranking) → fusion, for one split.
     `expander` replaces the system's own (None: the system's); `memo` keeps a stateless encoder's query vectors."""
-    retriever, n = system.retriever, len(split)
     expander = expander or system.expander
-    texts: list[str] | None = None
-    owner: np.ndarray | None = None
-    if expander is not None:
-        if split.texts is None:
-            raise BenchError(f"expander {expander.name!r} rewrites query texts; task {ctx.task.name!r} has "
-                             "vector queries")
-        t = time.perf_counter()
-        expanded = expander.expand(list(split.texts), split, ctx)
-        timings[prefix + "expand"] = time.perf_counter() - t
-        if len(expanded) != n or any(not e for e in expanded):
-            raise BenchError(f"expander {expander.name!r} must return one non-empty list of texts per query "
-                             f"({n} queries, got {len(expanded)} lists)")
-        texts = [str(x) for group in expanded for x in group]
-        owner = np.repeat(np.arange(n), [len(g) for g in expanded])
-
+    texts, owner = _expand(expander, split, ctx, timings, prefix)
     queries: QueryVectors | None = None
     t = time.perf_counter()
-    if isinstance(retriever, RankingRetriever):
-        if texts is not None and owner is not None:
-            lists = PerVectorLists.from_flat(retriever.rank_texts(texts, depth, ctx).check(retriever.name), owner, n)
-        else:
-            lists = PerVectorLists.single(retriever.rank(split, depth, ctx).check(retriever.name))
+    if isinstance(system.retriever, RankingRetriever):
+        lists = _rank(system.retriever, split, texts, owner, depth, ctx, slice(None))
         timings[prefix + "search"] = time.perf_counter() - t
     else:
-        assert isinstance(retriever, VectorRetriever) and ctx.index is not None
-        if texts is not None and owner is not None:
-            queries = QueryVectors.from_flat(retriever.encode_texts(texts, ctx), owner, n)
-        elif memo is not None and memo_key is not None and memo_key in memo:
-            queries = memo[memo_key]
-        else:
-            out = retriever.encode_queries(split, ctx)
-            queries = out if isinstance(out, QueryVectors) else QueryVectors.dense(np.asarray(out, dtype=np.float32))
-            if memo is not None and memo_key is not None:
-                memo[memo_key] = queries
+        queries = _query_vectors(system, split, texts, owner, ctx, memo, memo_key)
         timings[prefix + "encode_queries"] = time.perf_counter() - t
-        if queries.vectors.ndim != 3 or queries.shape[0] != n or queries.shape[2] != ctx.index.dim:
-            raise BenchError(
-                f"retriever {retriever.name!r} returned query vectors of shape {queries.vectors.shape}; "
-                f"expected ({n}, m, {ctx.index.dim})"
-            )
+        assert ctx.index is not None
         t = time.perf_counter()
         lists = search_lists(ctx.index, queries, depth, ctx.console)
         timings[prefix + "search"] = time.perf_counter() - t
+    return _fused(system, expander, split, lists, queries, depth, timings, prefix)
+
+
+def run_base_shared(system: System, split: Split, depth: int, ctx: RunContext, timings: dict[str, float],
+                    world: World, memo: dict[str, QueryVectors] | None = None,
+                    memo_key: str | None = None) -> BaseOutput | None:
+    """`run_base` across the ranks of a torchrun job (bench/distributed.py): rank 0 expands the queries and encodes
+    them, every rank searches its contiguous share of the queries against the whole index (a ranking retriever ranks
+    its share), and rank 0 gathers the lists and fuses them. Returns None on the other ranks."""
+    expander = system.expander
+    texts, owner = None, None
+    if expander is not None:  # LLM calls and their cache: rank 0 alone
+        expanded = _expand(expander, split, ctx, timings, "") if world.is_main else None
+        texts, owner = world.share("expansions", expanded, "expanding the queries")
+    queries: QueryVectors | None = None
+    t = time.perf_counter()
+    if isinstance(system.retriever, RankingRetriever):
+        n = len(texts) if texts is not None else len(split)
+        part = world.part(n)
+        set_phase(world, f"ranking queries {part.start}–{part.stop - 1} with {system.retriever.name}")
+        mine = _rank(system.retriever, split, texts, owner, depth, ctx, part)
+        lists_parts = world.gather("ranked", mine, "ranking its share of the queries")
+        timings["search"] = time.perf_counter() - t
+    else:
+        if world.is_main:
+            queries = _query_vectors(system, split, texts, owner, ctx, memo, memo_key)
+        queries = world.share("query-vectors", queries, "encoding the queries")
+        timings["encode_queries"] = time.perf_counter() - t
+        assert ctx.index is not None and queries is not None
+        t = time.perf_counter()
+        part = world.part(queries.shape[0])
+        set_phase(world, f"searching queries {part.start}–{part.stop - 1}")
+        mine = search_lists(ctx.index, QueryVectors(queries.vectors[part], queries.mask[part]), depth,
+                            ctx.console if world.is_main else None)
+        lists_parts = world.gather("searched", mine, "searching its share of the queries")
+        timings["search"] = time.perf_counter() - t
+    if lists_parts is None:
+        return None
+    lists = PerVectorLists(np.concatenate([p.rows for p in lists_parts]),
+                           np.concatenate([p.scores for p in lists_parts]),
+                           np.concatenate([p.mask for p in lists_parts]))
+    if isinstance(system.retriever, RankingRetriever) and texts is not None and owner is not None:
+        lists = PerVectorLists.from_flat(Candidates(lists.rows[:, 0], lists.scores[:, 0]), owner, len(split))
+    return _fused(system, expander, split, lists, queries, depth, timings, "")
+
+
+def _expand(expander: Expander | None, split: Split, ctx: RunContext, timings: dict[str, float],
+            prefix: str) -> tuple[list[str] | None, np.ndarray | None]:
+    """The expanded query texts, flat, and the query each belongs to (None, None without an expander)."""
+    if expander is None:
+        return None, None
+    n = len(split)
+    if split.texts is None:
+        raise BenchError(f"expander {expander.name!r} rewrites query texts; task {ctx.task.name!r} has "
+                         "vector queries")
+    t = time.perf_counter()
+    expanded = expander.expand(list(split.texts), split, ctx)
+    timings[prefix + "expand"] = time.perf_counter() - t
+    if len(expanded) != n or any(not e for e in expanded):
+        raise BenchError(f"expander {expander.name!r} must return one non-empty list of texts per query "
+                         f"({n} queries, got {len(expanded)} lists)")
+    texts = [str(x) for group in expanded for x in group]
+    return texts, np.repeat(np.arange(n), [len(g) for g in expanded])
+
+
+def _rank(retriever: RankingRetriever, split: Split, texts: list[str] | None, owner: np.ndarray | None, depth: int,
+          ctx: RunContext, part: slice) -> PerVectorLists:
+    """A ranking retriever's lists for the queries (or expanded texts) in `part`, as PerVectorLists of those queries
+    (of all queries when `part` covers them; for expanded texts, grouped by query once gathered)."""
+    idx = np.arange(len(texts) if texts is not None else len(split))[part]
+    if not len(idx):  # more ranks than queries: this rank has none
+        empty = np.zeros((0, 1, depth))
+        return PerVectorLists(empty.astype(np.int64) - 1, empty.astype(np.float32) - np.inf, np.zeros((0, 1), bool))
+    if texts is not None and owner is not None:
+        cands = retriever.rank_texts(texts[part], depth, ctx).check(retriever.name)
+        if part == slice(None):
+            return PerVectorLists.from_flat(cands, owner, len(split))
+        return PerVectorLists.single(cands)  # one list per text: regrouped by query on rank 0
+    sub = split if len(idx) == len(split) else split.subset(idx)
+    return PerVectorLists.single(retriever.rank(sub, depth, ctx).check(retriever.name))
+
+
+def _query_vectors(system: System, split: Split, texts: list[str] | None, owner: np.ndarray | None, ctx: RunContext,
+                   memo: dict[str, QueryVectors] | None, memo_key: str | None) -> QueryVectors:
+    """The retriever's query vectors (of the expanded texts when there are any), checked against the index."""
+    retriever, n = system.retriever, len(split)
+    assert isinstance(retriever, VectorRetriever) and ctx.index is not None
+    if texts is not None and owner is not None:
+        queries = QueryVectors.from_flat(retriever.encode_texts(texts, ctx), owner, n)
+    elif memo is not None and memo_key is not None and memo_key in memo:
+        queries = memo[memo_key]
+    else:
+        out = retriever.encode_queries(split, ctx)
+        queries = out if isinstance(out, QueryVectors) else QueryVectors.dense(np.asarray(out, dtype=np.float32))
+        if memo is not None and memo_key is not None:
+            memo[memo_key] = queries
+    if queries.vectors.ndim != 3 or queries.shape[0] != n or queries.shape[2] != ctx.index.dim:
+        raise BenchError(
+            f"retriever {retriever.name!r} returned query vectors of shape {queries.vectors.shape}; "
+            f"expected ({n}, m, {ctx.index.dim})"
+        )
+    return queries
+
+
+def _fused(system: System, expander: Expander | None, split: Split, lists: PerVectorLists,
+           queries: QueryVectors | None, depth: int, timings: dict[str, float], prefix: str) -> BaseOutput:
     t = time.perf_counter()
     cands = fuse(lists, system.fuser, depth, system.name)
     timings[prefix + "fuse"] = time.perf_counter() - t
@@ -286,8 +362,8 @@ class _Services:
                 raise BenchError(f"{system!r} must be a plain retriever (no expander or re-ranker) here")
             ctx = dataclasses.replace(self.ctx, corpus_embeddings=None, index=None, retrain=False, extra={})
             if isinstance(built.retriever, VectorRetriever):
-                ctx.corpus_embeddings, ctx.index, _ = self.session.corpus_index(self.ctx.task, built.retriever,
-                                                                                self.ctx.recipe)
+                ctx.corpus_embeddings, ctx.index, _ = self.session.corpus_index(  # rank 0 alone, under torchrun
+                    self.ctx.task, built.retriever, self.ctx.recipe, shared=False)
             built.retriever.prepare(ctx)
             self._systems[system] = (built, ctx)
         built, ctx = self._systems[system]
@@ -307,8 +383,11 @@ class _Fixed(Expander):
 
 
 def run(system: System, data: TaskData, split: str, metrics: Sequence[Metric], session: Session, *, seed: int = 0,
-        retrain: bool = False, recipe: Recipe | None = None) -> Outcome:
-    """Run a built system on `split` of `data` and score it with `metrics` (their largest cutoff is the depth)."""
+        retrain: bool = False, recipe: Recipe | None = None) -> Outcome | None:
+    """Run a built system on `split` of `data` and score it with `metrics` (their largest cutoff is the depth).
+
+    Under torchrun (`session.world`) every rank takes part in encoding the corpus and searching (`run_base_shared`);
+    rank 0 alone fuses, re-ranks and scores, and the other ranks return None."""
     timings: dict[str, float] = {}
     retriever = system.retriever
     depth = max(m.k for m in metrics)
@@ -325,14 +404,29 @@ def run(system: System, data: TaskData, split: str, metrics: Sequence[Metric], s
     ctx.services = _Services(session, ctx)
     if index is not None:  # kind, factory string, nprobe / efSearch, rescore, placement (bench/index)
         ctx.extra["index"] = index.describe()
+    world = session.world
     t = time.perf_counter()
-    retriever.prepare(ctx)
+    if world is not None and isinstance(retriever, RankingRetriever):  # its index is built once, by rank 0
+        set_phase(world, f"preparing {retriever.name}")
+        with world.rank_zero_first(f"prepare/{retriever.name}", f"preparing {retriever.name}"):
+            retriever.prepare(ctx)
+    else:  # a trainable retriever trains on every rank at once (DDP, bench/train/strategy.py)
+        retriever.prepare(ctx)
     timings["prepare"] = time.perf_counter() - t
 
     test = data.split(split)
     stateless = system.retriever_meta.kind == "dense"  # no training, no side effects: query vectors can be shared
-    base = run_base(system, test, base_depth, ctx, timings, memo=session.queries if stateless else None,
-                    memo_key=session.memo_key(retriever, test.fingerprint()) if stateless else None)
+    memo = session.queries if stateless else None
+    memo_key = session.memo_key(retriever, test.fingerprint()) if stateless else None
+    if world is None:
+        base = run_base(system, test, base_depth, ctx, timings, memo=memo, memo_key=memo_key)
+    else:
+        shared = run_base_shared(system, test, base_depth, ctx, timings, world, memo=memo, memo_key=memo_key)
+        if shared is None:
+            return None
+        base = shared
+        ctx.extra["distributed"] = {"processes": world.size,
+                                    "split": "corpus shards round-robin over ranks; queries in contiguous parts"}
     docs = documents_of(emb) if emb is not None else None  # the vector store: MMR gathers only candidate rows
     cands, rerank_records = apply_rerankers(system, base, test, docs, ctx, metrics, depth, seed, timings, base_depth)
     cands = cands.truncate(depth)

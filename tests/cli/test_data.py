@@ -55,9 +55,19 @@ def test_audit_reports_and_drops(task_args: list[str], capsys: pytest.CaptureFix
     import re
 
     leaked = int(re.search(r"leaked test questions: (\d+); dropped: 0", text).group(1))
-    assert main(["data", "audit", "--task", "ambigqa", *task_args, "--drop"]) == 0
+    assert leaked >= 1
+    assert main(["data", "audit", "--task", "ambigqa", *task_args, "-t", "drop_leaked=true"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert f"leaked test questions: {leaked}; dropped: {leaked}" in text
+
+
+@pytest.mark.robustness(case="`bench data audit --drop`, expecting later runs to leave the leaked questions out",
+                        outcome="one error: nothing persists between commands; -t drop_leaked=true on the run drops "
+                                "them (and is recorded)")
+def test_audit_drop_is_gone_and_says_what_does_it(task_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "audit", "--task", "ambigqa", *task_args, "--drop"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "error: --drop is gone" in err and "-t drop_leaked=true on `bench run`" in err
 
 
 def test_bad_task_param_is_one_error_line(task_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -152,3 +152,19 @@ def test_list_retrievers_is_one_line_each_at_80_columns() -> None:
                                  and full[len(shown) - 2] in " ,;:(-"), (shown, full)  # cut between words
     res = _piped_80(["list", "retrievers", "st:"])  # a prefix retriever by itself, with its parameters
     assert res.returncode == 0 and "st:<hub id or folder>" in res.stdout and "model_path" in res.stdout
+def test_encode_writes_the_corpus_shards_only(tmp_path, capsys, shared_data) -> None:
+    """`bench encode`: the embedding shards a later `bench run` reuses, and nothing else (no results)."""
+    from bench.index.encode import ShardStore
+
+    args = ["--task", "limit-small", "--retriever", "minilm,bm25", "--device", "cpu", "-r", "minilm.shard_size=20"]
+    assert main(["encode", *args]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "minilm: 46 × 384 embeddings" in out and "bm25: no corpus embeddings" in out
+    folder = Path(out.split(" in ")[1].split()[0])
+    meta = ShardStore(folder.name).read_meta()
+    assert meta is not None and meta["complete"] and len(list(folder.glob("shard-*.npy"))) == 3
+    stamps = {p: p.stat().st_mtime_ns for p in folder.glob("shard-*.npy")}
+    assert main(["run", "--task", "limit-small", "--retriever", "minilm", "-r", "shard_size=20", "--device", "cpu",
+                 "--results-dir", str(tmp_path)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in folder.glob("shard-*.npy")} == stamps  # reused, not encoded again
+    assert "limit-small on corpus limit-small/corpus.jsonl (46 passages)" in " ".join(capsys.readouterr().out.split())

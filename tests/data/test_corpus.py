@@ -162,3 +162,80 @@ def test_document_text_joins_title() -> None:
 def test_limit_small_corpus_reads(shared_data: Path) -> None:
     scan = JsonlCorpus(shared_data / "limit-small" / "corpus.jsonl").scan()
     assert len(scan.ids) == 46 and len(set(scan.ids)) == 46
+
+
+# ------------------------------------------------------------------------------ corpora in their published layouts
+
+
+def chunk_line(page: str, n: int, title: str, text: str, **meta: object) -> str:
+    """A line of QAMPARI's chunked Wikipedia, as its models/retrievers/BM25/chunk_wiki.py writes it."""
+    m = {"revid": "9", "url": f"https://en.wikipedia.org/wiki?curid={page}", "title": title, "file_path": "AA/wiki_00",
+         "page_id": page, "content": text, "chunk_id": f"{page}__{n}", **meta}
+    return json.dumps({"id": f"{page}__{n}", "contents": f"{title} {text}", "meta": m})
+
+
+def chunk_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "wikipedia_chunks"
+    folder.mkdir(parents=True)
+    for i in (0, 2, 10):  # natural order: 0, 2, 10 (a plain sort would put 10 before 2)
+        write_lines(folder / f"wikipedia_chunks_{i}.jsonl",
+                    [chunk_line(str(100 + i), n, f"Page {i}", f"chunk {n} of page {i}.") for n in range(2)])
+    (folder / "README.txt").write_text("not a corpus file")
+    return folder
+
+
+def test_qampari_chunk_folder_reads_in_natural_order_with_title_and_text_from_meta(tmp_path: Path) -> None:
+    reader = open_corpus(chunk_folder(tmp_path))
+    docs = list(reader.iter_documents())
+    assert [d[0] for d in docs] == ["100__0", "100__1", "102__0", "102__1", "110__0", "110__1"]
+    assert docs[0] == ("100__0", "Page 0", "chunk 0 of page 0.")
+    assert document_text(*docs[0][1:]) == "Page 0 chunk 0 of page 0."  # = the line's `contents`
+    scan = reader.scan()
+    assert list(scan.ids) == [d[0] for d in docs]
+    assert reader.describe()["files"] == 3 and reader.describe()["format"] == "jsonl-files"
+    assert open_corpus(chunk_folder(tmp_path / "again")).scan().fingerprint == scan.fingerprint  # content, not place
+
+
+def test_qampari_chunks_as_a_glob_or_one_file(tmp_path: Path) -> None:
+    folder = chunk_folder(tmp_path)
+    some = open_corpus(f"{folder}/wikipedia_chunks_1*.jsonl")
+    assert [d[0] for d in some.iter_documents()] == ["110__0", "110__1"]
+    one = open_corpus(folder / "wikipedia_chunks_2.jsonl")
+    assert isinstance(one, JsonlCorpus) and list(one.iter_documents())[1] == ("102__1", "Page 2", "chunk 1 of page 2.")
+
+
+def test_contents_is_kept_whole_when_meta_does_not_make_it_up(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "c.jsonl", [
+        json.dumps({"id": "a", "contents": "Just some text"}),  # Pyserini JsonCollection, no meta
+        chunk_line("7", 0, "Title", "text", content="other text"),  # meta disagrees with contents
+        json.dumps({"id": "b", "title": "T", "text": "beir line with id instead of _id"}),
+    ])
+    assert list(JsonlCorpus(path).iter_documents()) == [
+        ("a", "", "Just some text"), ("7__0", "", "Title text"), ("b", "T", "beir line with id instead of _id")]
+
+
+def test_chunk_folder_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    folder = chunk_folder(tmp_path)
+    write_lines(folder / "wikipedia_chunks_3.jsonl", [chunk_line("300", 0, "P", "x"), json.dumps({"id": "300__1"})])
+    with pytest.raises(BenchError, match=r"wikipedia_chunks_3.jsonl, line 2: missing field 'text' \(or 'contents'\)"):
+        open_corpus(folder).scan()
+    write_lines(folder / "wikipedia_chunks_3.jsonl", [chunk_line("100", 1, "P", "x")])
+    with pytest.raises(BenchError, match=r"wikipedia_chunks_3.jsonl, line 1: field '_id': duplicate id '100__1' "
+                                         r"\(first on .*wikipedia_chunks_0.jsonl, line 2\)"):
+        open_corpus(folder).scan()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BenchError, match="holds \\*.jsonl files"):
+        open_corpus(empty)
+    with pytest.raises(BenchError, match="no file matches"):
+        open_corpus(f"{folder}/nothing_*.jsonl")
+
+
+def test_a_changed_chunk_file_is_scanned_again(tmp_path: Path) -> None:
+    folder = chunk_folder(tmp_path)
+    first = open_corpus(folder).scan()
+    assert open_corpus(folder).scan().fingerprint_info["method"] == "cached"
+    write_lines(folder / "wikipedia_chunks_10.jsonl", [chunk_line("110", 0, "Page 10", "changed")])
+    again = open_corpus(folder).scan()
+    assert again.fingerprint_info["method"] == "sha256" and again.fingerprint != first.fingerprint
+    assert len(again.ids) == 5

@@ -133,3 +133,75 @@ def test_bad_parameters_are_errors():
         BM25Index.from_texts(DOCS, BM25Params(stemmer="klingon"))
     with pytest.raises(BenchError, match="k must"):
         BM25Index.from_texts(DOCS, PLAIN).search(["apple"], 0)
+
+
+# ------------------------------------------------------------------ the bounded build equals bm25s's own, exactly
+
+
+def _texts_and_queries(shared_data, which: str) -> tuple[list[str], list[str]]:
+    import json
+
+    from bench.data.corpus import document_text, open_corpus, read_queries
+
+    if which == "limit-small":
+        reader = open_corpus(shared_data / "limit-small" / "corpus.jsonl")
+        queries = read_queries(shared_data / "limit-small" / "queries.jsonl").texts
+    else:
+        path = shared_data / "wiki-vital" / "summaries_en-us.json"
+        reader = open_corpus(path)
+        queries = [rec.get("description") or rec["title"] for rec in json.loads(path.read_bytes()).values()]
+    return [document_text(t, x) for _, t, x in reader.iter_documents()], queries
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["limit-small", "wiki-vital"])
+def test_bounded_build_gives_todays_scores_and_rankings_for_every_query(shared_data, tmp_path, monkeypatch, which):
+    """The index built in chunks on disk (small chunks and blocks, so that both passes really merge) against bm25s's
+    in-memory build of today: the same sparse arrays, and for every query the same scores and the same rows."""
+    from bench.index.bm25 import build_on_disk
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    texts, queries = _texts_and_queries(shared_data, which)
+    params = BM25Params()
+    today = BM25Index.from_texts(texts, params)
+    build_on_disk(iter(texts), tmp_path / "ix", params, n_docs=len(texts), chunk_tokens=3_000, block_postings=20_000)
+    bounded = BM25Index.load(tmp_path / "ix")
+    corpus = _corpus([(str(i), "", t) for i, t in enumerate(texts)], f"fp-{which}")
+    cached = load_or_build_bm25(corpus, params)  # the cache's path, default chunk sizes
+    for ix in (bounded, cached):
+        for key in ("data", "indices", "indptr"):
+            np.testing.assert_array_equal(np.asarray(ix.model.scores[key]), np.asarray(today.model.scores[key]))
+        assert ix.model.vocab_dict == today.model.vocab_dict and ix.n_docs == today.n_docs
+        np.testing.assert_array_equal(np.asarray(ix.doc_lengths), today.doc_lengths)
+    k = 100
+    want_s, want_r = today.search(queries, k)
+    for ix in (bounded, cached):
+        got_s, got_r = ix.search(queries, k)
+        np.testing.assert_array_equal(got_r, want_r)
+        np.testing.assert_array_equal(got_s, want_s)
+    assert len(queries) >= 1000 and (want_r[:, 0] >= 0).mean() > 0.9
+
+
+@pytest.mark.parametrize("method", ["robertson", "atire", "bm25l", "bm25+"])
+def test_bounded_build_matches_every_scoring_method(tmp_path, method):
+    from bench.index.bm25 import build_on_disk
+
+    texts = [f"{DOCS[i % 4]} {'extra ' * (i % 3)}word{i % 5}" for i in range(40)] + ["", "the of and"]
+    params = BM25Params(method=method, k1=1.2, b=0.75)
+    today = BM25Index.from_texts(texts, params)
+    build_on_disk(iter(texts), tmp_path / "ix", params, n_docs=len(texts), chunk_tokens=7, block_postings=5)
+    ix = BM25Index.load(tmp_path / "ix")
+    for key in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(np.asarray(ix.model.scores[key]), np.asarray(today.model.scores[key]))
+    if method in ("bm25l", "bm25+"):
+        np.testing.assert_array_equal(ix.model.nonoccurrence_array, today.model.nonoccurrence_array)
+    for q in ("apple", "banana cherry", "word3 extra", "zzz"):
+        np.testing.assert_array_equal(ix.scores(q), today.scores(q))
+    assert not (tmp_path / "ix" / "build").exists()  # the first pass's chunk files are gone
+
+
+def test_bounded_build_refuses_a_short_stream(tmp_path):
+    from bench.index.bm25 import build_on_disk
+
+    with pytest.raises(BenchError, match="gave 2 documents, expected 3"):
+        build_on_disk(iter(["a b", "c"]), tmp_path / "ix", PLAIN, n_docs=3)

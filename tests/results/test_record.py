@@ -64,3 +64,37 @@ def test_long_system_names_fold_into_a_bounded_folder() -> None:
     folded = system_folder(name)
     assert len(folded) == 89 and folded.startswith(name[:80] + "-")
     assert folded != system_folder(name[:-1] + "y]") and system_folder("a" * 101) != "a" * 101
+def test_runs_on_a_chosen_corpus_get_a_folder_of_their_own_and_old_ones_still_load(tmp_path: Path) -> None:
+    from bench.results.record import find_runs, latest_runs, save_run
+    from tests.results.test_report import make_run
+
+    old = make_run("bm25", [1, 0], sims=None, run_id="20260101T000000000Z-old")  # before corpus folders
+    a = make_run("bm25", [1, 1], sims=None, run_id="20260102T000000000Z-a", corpus="c-a")
+    a.task_info["corpus_tag"] = "psgs_w100-1a2b3c4d"
+    b = make_run("bm25", [0, 0], sims=None, run_id="20260103T000000000Z-b", corpus="c-b")
+    b.task_info["corpus_tag"] = "wiki-vital"
+    paths = [save_run(r, tmp_path) for r in (old, a, b)]
+    assert [p.relative_to(tmp_path).parent.as_posix() for p in paths] == [
+        "toy/bm25", "toy/corpus=psgs_w100-1a2b3c4d/bm25", "toy/corpus=wiki-vital/bm25"]
+    assert find_runs(tmp_path, "toy") == paths  # both layouts, oldest first
+    assert find_runs(tmp_path, "toy", "bm25") == paths
+    assert latest_runs(tmp_path, "toy")["bm25"].run_id == b.run_id
+
+
+@pytest.mark.robustness(case="`bench compare` over runs of one task on two corpora (e.g. a forgotten -t corpus=)",
+                        outcome="one error naming the corpora, which systems ran on each, and `--run FILE` to pick")
+def test_compare_names_the_corpora_and_how_to_pick_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.results.record import save_run
+    from tests.results.test_report import AMER, BASE, make_run
+
+    runs = [make_run("single-query", BASE, corpus="c-a"), make_run("amer", AMER, corpus="c-a"),
+            make_run("single-query", BASE, corpus="c-b", run_id="20260105T000000000Z-sq")]
+    runs[2].task_info["corpus_tag"] = "wiki-vital"
+    for r in runs[:2]:
+        r.task_info["corpus_tag"] = "psgs_w100-1a2b3c4d"
+    paths = [save_run(r, tmp_path) for r in runs]
+    assert main(["compare", "--task", "toy", "--results-dir", str(tmp_path)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "their corpus differs (2 corpora" in err and "psgs_w100-1a2b3c4d: amer" in err
+    assert "wiki-vital: single-query" in err and "--run " in err
+    assert main(["compare", "--run", str(paths[0]), "--run", str(paths[1]), "--baseline", "single-query"]) == 0

@@ -131,3 +131,19 @@ def test_nq_open_multi_answer_questions_join_train(tmp_path):
     train = data.splits["train"]
     i = train.query_ids.index("nq-open:NQ-open.dev:1")
     assert train.targets.n_clusters[i] == 2 and "nq-open:NQ-open.dev:1" not in data.splits["test"].query_ids
+
+
+def test_own_ambignq_files_need_a_named_corpus(tmp_path):
+    """With the shared AmbigNQ files the offline stand-in is the default; with your own, the corpus must be named —
+    `corpus=wiki-vital` asks for the stand-in by name."""
+    folder, corpus = write_fixture(tmp_path, TRAIN, DEV)
+    with pytest.raises(BenchError, match=r"task ambigqa: name its corpus with -t corpus=PATH"):
+        build_task("ambigqa", [f"data_dir={folder}", "dense=none"]).load()
+    from tasks.ambigqa import OFFLINE_CORPUS, default_corpus
+
+    path, label, tag = default_corpus("wiki-vital", "ambigqa", required=True)
+    assert path.endswith("summaries_en-us.json") and "not comparable" in label and tag == OFFLINE_CORPUS
+    assert default_corpus(None, "ambigqa", required=False)[2] == OFFLINE_CORPUS
+    assert default_corpus(path, "ambigqa")[1:] == (label, tag)  # the stand-in named by its path is still the stand-in
+    data = build_task("ambigqa", [f"data_dir={folder}", f"corpus={corpus}", "dense=none"]).load()
+    assert data.info["corpus_tag"] == f"psgs-{data.corpus.fingerprint[:8]}"

@@ -79,3 +79,32 @@ def test_missing_files_and_bad_range(tmp_path):
         build_task("qampari", [f"data_dir={tmp_path / 'empty'}"]).load()
     with pytest.raises(BenchError, match="min_answers"):
         build_task("qampari", [f"data_dir={tmp_path}", "min_answers=6", "max_answers=5"]).load()
+
+
+@pytest.mark.robustness(case="QAMPARI run without -t corpus= (its real corpus is the user's download)",
+                        outcome="one error asking for -t corpus=PATH, or -t corpus=wiki-vital for the offline stand-in "
+                                "by name; nothing runs on a corpus the user did not name")
+def test_the_corpus_must_be_named(tmp_path):
+    folder, corpus = write_fixture(tmp_path, [question("a", 5)], [question("x", 5)])
+    with pytest.raises(BenchError, match=r"task qampari: name its corpus with -t corpus=PATH .* -t corpus=wiki-vital"):
+        build_task("qampari", [f"data_dir={folder}"]).load()
+    with pytest.raises(BenchError, match="is not a file, a folder of \\*.jsonl files or a glob"):
+        build_task("qampari", [f"data_dir={folder}", f"corpus={tmp_path / 'nope.tsv'}"]).load()
+
+
+def test_published_chunk_folder_and_corpus_tag(tmp_path):
+    """The chunked Wikipedia as published: a folder of wikipedia_chunks_{i}.jsonl files of {id, contents, meta}."""
+    folder, _ = write_fixture(tmp_path, [question("a", 5), question("b", 6)], [question("x", 6)])
+    chunks = tmp_path / "wikipedia_chunks"
+    chunks.mkdir()
+    for i, (pid, title, text) in enumerate(passages()):
+        with open(chunks / f"wikipedia_chunks_{i % 3}.jsonl", "a") as fh:
+            fh.write(json.dumps({"id": f"{pid}__0", "contents": f"{title} {text}",
+                                 "meta": {"title": title, "content": text, "chunk_id": f"{pid}__0"}}) + "\n")
+    data = build_task("qampari", [f"data_dir={folder}", f"corpus={chunks}", "val_fraction=0"]).load()
+    assert data.splits["test"].query_ids == ["x"]
+    ids = data.corpus.ids
+    assert [[ids[r] for r in c] for c in data.splits["test"].targets.nested()[0]] == [
+        [f"{100 + i}__0"] for i in range(6)]
+    assert data.info["corpus_tag"] == f"wikipedia_chunks-{data.corpus.fingerprint[:8]}"
+    assert data.info["corpus"]["files"] == 3
