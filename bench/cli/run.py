@@ -150,7 +150,8 @@ def run_cmd(
     rows = [evaluate(task_obj, system, metrics, session, seed=seed, split=split, retrain=retrain,
                      results_dir=results_dir) for system in systems]
     names = list(rows[0][0].summary)
-    table = Table(title=f"{task} — {split} split, {len(data.split(split))} queries")
+    scale = f"; {data.info['scale']}" if data.info.get("scale") else ""  # e.g. a synthetic task's sizes
+    table = Table(title=f"{task} — {split} split, {len(data.split(split))} queries{scale}")
     table.add_column("system")
     for n in names:
         table.add_column(n, justify="right")
