@@ -40,6 +40,11 @@ class CIMethod(StrEnum):
     percentile = "percentile"
 
 
+class LowSimRule(StrEnum):
+    paper = "paper"
+    reference = "reference"
+
+
 def _wide(console: Console) -> Console:
     """Comparison tables are wide: outside a terminal (CI logs, pipes) print them 240 columns wide, not 80."""
     if not console.is_terminal:
@@ -91,6 +96,9 @@ def compare_cmd(
     ci_method: CIMethod = typer.Option(CIMethod.bca, "--ci-method", help="bca (scipy's default) or percentile"),
     bins: bool = typer.Option(False, "--bins", help="add the per-diversity-quartile table"),
     by: Distance = typer.Option(Distance.cosine, "--by", help="diversity distance for the bins"),
+    low_sim: LowSimRule = typer.Option(
+        LowSimRule.paper, "--low-sim", help="the low-similarity subset's rule: paper (cosine similarity ≤ its 33rd "
+        "percentile) or reference (the reference code's: Euclidean distance > its 3/4 quantile)"),
     fmt: Format = typer.Option(Format.rich, "--format", help="rich, markdown, latex, csv or json"),
     output: opt.Output = None,
     resamples: int = typer.Option(10_000, "--resamples", help="bootstrap resamples"),
@@ -104,7 +112,7 @@ def compare_cmd(
     runs = {label: rec for label, (rec, _) in collect_runs(task, results_dir, run_file).items()}
     comp = build_comparison(runs, baseline=baseline, measure=measure_name(measure),
                             ks=parse_ks(k) if k else None, bins=bins, bin_by=by.value, n_resamples=resamples,
-                            seed=seed, ci_method=ci_method.value, show_ci=ci)
+                            seed=seed, ci_method=ci_method.value, show_ci=ci, low_sim=low_sim.value)
     if fmt is Format.rich:
         if output is None:
             console = _wide(out)
