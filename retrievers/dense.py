@@ -12,7 +12,8 @@ error naming the others when it has none of that name); the preset's prompt name
 model's `default_prompt_name`; the one query prompt of a model that has only one; the task's instruction in the
 preset's template (nv-embed: a task declares its instruction, `TaskData.info["instruction"]`); the preset's prompt.
 A model whose config names several query prompts and none of these picks one is refused (`-r prompt_name=` chooses):
-nothing is guessed silently. The first query encoding prints one line saying which prompt it used and where it came
+nothing is guessed silently (an empty `query` prompt, which sentence-transformers 6 writes beside named ones, does
+not count as a choice then). The first query encoding prints one line saying which prompt it used and where it came
 from; the result records it (`query_prompt`, `query_prompt_source`).
 
 The harness ranks by cosine similarity (bench/index/ normalises every vector); a model published with
@@ -294,17 +295,19 @@ class DenseModel:
                 raise BenchError(f"retriever {self.name!r}: the model has no prompt named {params.prompt_name!r} "
                                  f"(its prompts: {names})")
             return model_prompts[params.prompt_name], f"model config ({params.prompt_name}, parameter prompt_name)"
-        for key in (p.query_prompt_name, "query"):
-            if key and key in model_prompts:
-                return model_prompts[key], f"model config ({key})"
+        queries = sorted(k for k, v in model_prompts.items() if v and not _is_document_prompt(k))
+        if p.query_prompt_name and p.query_prompt_name in model_prompts:
+            return model_prompts[p.query_prompt_name], f"model config ({p.query_prompt_name})"
+        # an empty "query" (sentence-transformers 6 writes one beside the named prompts) does not hide other prompts
+        if "query" in model_prompts and (model_prompts["query"] or not queries):
+            return model_prompts["query"], "model config (query)"
         if isinstance(default_name, str) and default_name in model_prompts:
             return model_prompts[default_name], f"model config ({default_name}, its default_prompt_name)"
-        queries = sorted(k for k, v in model_prompts.items() if v and not _is_document_prompt(k))
         if len(queries) == 1:
             return model_prompts[queries[0]], f"model config ({queries[0]}, its only query prompt)"
         if len(queries) > 1:
             raise BenchError(f"retriever {self.name!r}: the model's config names several query prompts "
-                             f"({', '.join(queries)}) and none is called 'query': choose one with "
+                             f"({', '.join(queries)}) and no non-empty one called 'query': choose one with "
                              f"-r prompt_name=NAME (or give the text with -r query_prompt=TEXT)")
         return p.query_prompt, PRESET_SOURCE if p.query_prompt else "none (neither the model nor the preset has one)"
 
@@ -487,7 +490,7 @@ class DenseRetriever(TextEncoderRetriever):
         queries."""
         self.dense.for_task(ctx.task.info.get("instruction"), ctx.task.name)
         if not self._said:
-            (ctx.console or STDERR).print(escape(self.dense.prompt_line()), highlight=False)
+            (ctx.console or STDERR).print(escape(self.dense.prompt_line()), highlight=False, soft_wrap=True)
             self._said = True
         return super().encode_queries(split, ctx)
 

@@ -182,13 +182,14 @@ class MtebRetriever(TextEncoderRetriever):
                 model.model_prompts = {**(model.model_prompts or {}), f"{task}-{query.value}": prompts[chosen]}
                 return prompts[chosen], f"model config ({chosen}, parameter prompt_name)"
             name = get_prompt_name(model.model_prompts, self.task_meta, query)
-            if name:
-                return str(model.model_prompts[name]), f"mteb's choice for task {task} ({name})"
+            text = str(model.model_prompts[name]) if name else ""
+            if text:
+                return text, f"mteb's choice for task {task} ({name})"
             queries = sorted(k for k, v in prompts.items() if v and not any(
                 w in k.lower() for w in ("document", "passage", "corpus")))
-            if len(queries) > 1:
-                raise BenchError(f"mteb:{self.meta.name}: the model names several query prompts ({', '.join(queries)}) "
-                                 f"and mteb picks none for task {task}: choose one with -r prompt_name=NAME")
+            if queries:  # the model has query prompts and mteb would use none of them: not silently
+                raise BenchError(f"mteb:{self.meta.name}: the model names query prompts ({', '.join(queries)}) and "
+                                 f"mteb picks none of them for task {task}: choose one with -r prompt_name=NAME")
             return "", f"none (mteb picks no prompt for task {task})"
         if self.params.prompt_name is not None:
             raise BenchError(f"mteb:{self.meta.name}: mteb builds its query prompt from the task's instruction "
@@ -202,7 +203,7 @@ class MtebRetriever(TextEncoderRetriever):
         self.model()
         if not self._said:
             (ctx.console or STDERR).print(escape(f"mteb:{self.meta.name}: query prompt {self.query_prompt!r} from "
-                                                 f"{self.query_prompt_source}"), highlight=False)
+                                                 f"{self.query_prompt_source}"), highlight=False, soft_wrap=True)
             self._said = True
         return super().encode_queries(split, ctx)
 

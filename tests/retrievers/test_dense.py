@@ -297,6 +297,9 @@ def test_st_refuses_to_guess_among_several_query_prompts(models: dict[str, Path]
     folder = models["stella-1.5b"]
     with pytest.raises(BenchError, match=r"several query prompts \(s2p_query, s2s_query\).*-r prompt_name=NAME"):
         build_retriever(f"st:{folder}", {"device": "cpu"})
+    # a folder saved by sentence-transformers 6 adds an empty "query" prompt: it does not hide the named ones
+    with pytest.raises(BenchError, match=r"several query prompts \(s2p_query, s2s_query\)"):
+        build_retriever(f"st:{models['stella']}", {"device": "cpu"})
     with pytest.raises(BenchError, match=r"no prompt named 'p2p' \(its prompts: s2p_query, s2s_query\)"):
         build_retriever(f"st:{folder}", {"device": "cpu", "prompt_name": "p2p"})
     r = build_retriever(f"st:{folder}", {"device": "cpu", "prompt_name": "s2s_query"})

@@ -101,7 +101,7 @@ def test_query_dimension_check(mteb, tmp_path: Path) -> None:  # noqa: ANN001
 
 def test_prompt_name_and_refusal_with_several_query_prompts(mteb, tmp_path: Path) -> None:  # noqa: ANN001
     """A model whose config names s2p_query and s2s_query (as stella's does): mteb picks neither for NQ, so the wrapper
-    refuses to guess; -r prompt_name=s2p_query encodes queries with that prompt, says so and records it."""
+    refuses to drop them silently; -r prompt_name=s2p_query encodes queries with that prompt, says so and records it."""
     import io
     import json
 
@@ -114,8 +114,8 @@ def test_prompt_name_and_refusal_with_several_query_prompts(mteb, tmp_path: Path
                        prompts={"s2p_query": "Instruct: passages\nQuery: ", "s2s_query": "Instruct: similar\nQuery: "})
     assert json.loads((folder / "config_sentence_transformers.json").read_text())["prompts"].keys() == {
         "s2p_query", "s2s_query"}
-    with pytest.raises(BenchError, match=r"several query prompts \(s2p_query, s2s_query\) and mteb picks none for "
-                                         r"task NQ: choose one with -r prompt_name=NAME"):
+    with pytest.raises(BenchError, match=r"names query prompts \(s2p_query, s2s_query\) and mteb picks none of them "
+                                         r"for task NQ: choose one with -r prompt_name=NAME"):
         build_retriever(f"mteb:{MINILM}", {"model_path": str(folder), "device": "cpu"}).model()
     with pytest.raises(BenchError, match="no prompt named 'x'"):
         build_retriever(f"mteb:{MINILM}", {"model_path": str(folder), "device": "cpu", "prompt_name": "x"}).model()
