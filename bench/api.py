@@ -162,8 +162,9 @@ def load_runs(task: str, results_dir: str | Path = "results", *, runs: Sequence[
 def comparison(task: str | None = None, results_dir: str | Path = "results", *,
                runs: Sequence[str | Path] | None = None, baseline: str | None = None, ks: Sequence[int] | None = None,
                measure: str = "MRECALL", ci: bool = False, ci_method: str = "bca", bins: bool = False,
-               by: str = "cosine", resamples: int = 10_000, seed: int = 0) -> Comparison:
-    """The comparison `bench compare` prints, as its data model (bench/results/report.py `Comparison`)."""
+               by: str = "cosine", resamples: int = 10_000, seed: int = 0, low_sim: str = "paper") -> Comparison:
+    """The comparison `bench compare` prints, as its data model (bench/results/report.py `Comparison`); `low_sim`
+    chooses the low-similarity subset's rule as `bench compare --low-sim` (docs/fidelity.md)."""
     from bench.metrics import measure_name
     from bench.results.report import build_comparison
     from bench.results.runs import collect_runs
@@ -171,7 +172,7 @@ def comparison(task: str | None = None, results_dir: str | Path = "results", *,
     found = collect_runs(task, Path(results_dir), [Path(p) for p in runs] if runs else None)
     return build_comparison({label: rec for label, (rec, _) in found.items()}, baseline=baseline,
                             measure=measure_name(measure), ks=list(ks) if ks else None, bins=bins, bin_by=by,
-                            n_resamples=resamples, seed=seed, ci_method=ci_method, show_ci=ci)
+                            n_resamples=resamples, seed=seed, ci_method=ci_method, show_ci=ci, low_sim=low_sim)
 
 
 @dataclass
@@ -220,5 +221,5 @@ class ComparisonTable:
 
 def compare(task: str | None = None, results_dir: str | Path = "results", **options: Any) -> ComparisonTable:
     """Compare the stored runs of a task as `bench compare` does (options: runs, baseline, ks, measure, ci,
-    ci_method, bins, by, resamples, seed)."""
+    ci_method, bins, by, resamples, seed, low_sim)."""
     return ComparisonTable(comparison(task, results_dir, **options))

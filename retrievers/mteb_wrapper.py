@@ -9,22 +9,33 @@ mteb chooses prompts per task: a query of the harness is encoded as a query of t
 `-r mteb_task=` (default `NQ`: "Given a question, retrieve Wikipedia passages that answer the question", the closest
 mteb task to the harness's question-answering tasks), documents as that task's documents. Models whose registry
 entry needs remote code load only with `-r trust_remote_code=true`.
+
+`-r prompt_name=NAME` makes a model loaded as a sentence-transformers model encode queries with its own prompt of
+that name instead. When such a model names several query prompts and mteb picks none of them for the task, it is
+refused (nothing is guessed silently); the first query encoding prints one line naming the prompt or instruction
+used, and the result records it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rich.markup import escape
 
 from bench.device import Placement, combine
 from bench.errors import BenchError
 from bench.index.encode import DEFAULT_SHARD_SIZE, resolve_model
 from bench.params import positive
+from bench.progress import STDERR
 from bench.registry import register_retriever
 from bench.storage.cache import stable_hash
 from bench.systems.retriever import TextEncoderRetriever
+
+if TYPE_CHECKING:
+    from bench.data.task import Split
+    from bench.systems.context import RunContext
 
 WRAPPER_VERSION = 1
 
@@ -37,6 +48,7 @@ class MtebParams:
     device: str = "auto"
     batch_size: int = 32
     shard_size: int = DEFAULT_SHARD_SIZE
+    prompt_name: str | None = None  # a query prompt of the model's own config, used instead of mteb's choice
 
     def __post_init__(self) -> None:
         positive(self, batch_size=self.batch_size, shard_size=self.shard_size)
@@ -87,6 +99,9 @@ class MtebRetriever(TextEncoderRetriever):
         self._placement: Placement | None = None
         self._model: Any = None
         self.model_label = self.meta.name
+        self.query_prompt: str | None = None  # what mteb puts before a query, once the model is loaded
+        self.query_prompt_source = ""
+        self._said = False  # whether the query prompt line was printed
 
     # ---------------------------------------------------------------- placement
 
@@ -122,6 +137,7 @@ class MtebRetriever(TextEncoderRetriever):
         return {
             "model_id": self.meta.name, "revision": self.meta.revision, "mteb_version": self.mteb.__version__,
             "mteb_task": self.params.mteb_task, "loader": _loader_name(self.meta.loader),
+            "query_prompt": self.query_prompt, "query_prompt_source": self.query_prompt_source,
             "similarity": str(getattr(self.meta.similarity_fn_name, "value", self.meta.similarity_fn_name)),
             "harness_similarity": "cosine", "device": self.device, "placement": self.placement.record(),
             **({"model_path": str(self.source.path), "weights_sha256": self.source.weights_sha256,
@@ -143,7 +159,53 @@ class MtebRetriever(TextEncoderRetriever):
                     self._model.mteb_model_meta = self.meta
             except Exception as exc:
                 raise BenchError(f"mteb could not load {self.meta.name}: {exc}") from None
+            self.query_prompt, self.query_prompt_source = self._query_prompt(self._model)
         return self._model
+
+    def _query_prompt(self, model: Any) -> tuple[str, str]:
+        """The text mteb puts before a query of the task, and where it comes from; applies `prompt_name`; refuses a
+        model with several query prompts of which mteb picks none."""
+        from mteb.models.abs_encoder import get_prompt_name
+        from mteb.types import PromptType
+
+        query = PromptType.query
+        task = self.task_meta.name
+        prompts = dict(getattr(getattr(model, "model", None), "prompts", None) or {})
+        if hasattr(model, "model_prompts"):  # a sentence-transformers wrapper: prompts by task / type names
+            chosen = self.params.prompt_name
+            if chosen is not None:
+                if chosen not in prompts:
+                    known = ", ".join(sorted(prompts)) or "none"
+                    raise BenchError(f"mteb:{self.meta.name}: the model has no prompt named {chosen!r} (its prompts: "
+                                     f"{known})")
+                # "<task>-query" is the key mteb looks up first for a query of that task
+                model.model_prompts = {**(model.model_prompts or {}), f"{task}-{query.value}": prompts[chosen]}
+                return prompts[chosen], f"model config ({chosen}, parameter prompt_name)"
+            name = get_prompt_name(model.model_prompts, self.task_meta, query)
+            text = str(model.model_prompts[name]) if name else ""
+            if text:
+                return text, f"mteb's choice for task {task} ({name})"
+            queries = sorted(k for k, v in prompts.items() if v and not any(
+                w in k.lower() for w in ("document", "passage", "corpus")))
+            if queries:  # the model has query prompts and mteb would use none of them: not silently
+                raise BenchError(f"mteb:{self.meta.name}: the model names query prompts ({', '.join(queries)}) and "
+                                 f"mteb picks none of them for task {task}: choose one with -r prompt_name=NAME")
+            return "", f"none (mteb picks no prompt for task {task})"
+        if self.params.prompt_name is not None:
+            raise BenchError(f"mteb:{self.meta.name}: mteb builds its query prompt from the task's instruction "
+                             "(-r mteb_task= chooses the task); -r prompt_name applies to sentence-transformers models")
+        if hasattr(model, "get_task_instruction"):
+            return str(model.get_task_instruction(self.task_meta, query)), f"mteb's instruction for task {task}"
+        return "", "the model's own (mteb's wrapper does not say)"
+
+    def encode_queries(self, split: Split, ctx: RunContext) -> np.ndarray:
+        """One line naming the query prompt (after loading the model), then the queries."""
+        self.model()
+        if not self._said:
+            (ctx.console or STDERR).print(escape(f"mteb:{self.meta.name}: query prompt {self.query_prompt!r} from "
+                                                 f"{self.query_prompt_source}"), highlight=False, soft_wrap=True)
+            self._said = True
+        return super().encode_queries(split, ctx)
 
     def encode(self, texts: list[str], role: str, advance: Any = None) -> np.ndarray:
         from mteb.types import PromptType

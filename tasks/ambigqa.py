@@ -20,6 +20,12 @@ Procedure (docs/architecture.md §5), counted step by step in the task info (`be
    `nq_open=true` adds NQ-open's questions with ≥ 2 distinct answers (one cluster per answer, forms of one answer
    merged) to train, through the same gold mapping and keep rule.
 The leak audit (bench/data/audit.py) runs on every load; `drop_leaked=true` removes the leaked test questions.
+
+The reference implementation's choices, one parameter each (docs/fidelity.md): `matcher=dpr` finds aliases with DPR's
+has_answer (punctuation and articles kept) instead of our normalisation; `max_answers=5` keeps, in train and test, only
+the questions with at most 5 answers once every answer has a gold passage (with the ≥ 2 above: its 2–5).
+The task declares the query instruction of mteb's NQ task (`info["instruction"]`), which instruction-following
+retrievers (nv-embed) put before the question.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.data.answers import contains_alias, normalise
+from bench.data.answers import contains_alias, matcher, normalise
 from bench.data.corpus import corpus_files
 from bench.data.paths import resolve_data_dir, shared_data_candidates
 from bench.data.task import Task, TaskData
@@ -63,6 +69,18 @@ class AmbigQAParams:
     corpus_full_hash: bool = False
     nq_open: bool = False  # add NQ-open's multi-answer questions to train (from nq_open_dir)
     nq_open_dir: str | None = None  # folder of NQ-open JSONL files; default ../shared/data/nq-open
+    matcher: str = "harness"  # harness (our normalisation) | dpr (DPR's has_answer, as the reference)
+    max_answers: int | None = None  # keep questions with at most this many answers (the reference: 5); none: all
+
+    def __post_init__(self) -> None:
+        matcher(self.matcher)  # ValueError naming the matchers
+        if self.max_answers is not None and self.max_answers < 2:
+            raise ValueError(f"max_answers must be ≥ 2 (a kept question has at least 2 answers), got "
+                             f"{self.max_answers}")
+
+
+# mteb's query instruction for NQ, the closest mteb task to open-domain questions over Wikipedia
+NQ_INSTRUCTION = "Given a question, retrieve Wikipedia passages that answer the question"
 
 
 def find_files(folder: Path) -> dict[str, Path]:
@@ -248,10 +266,12 @@ class AmbigQATask(Task):
 
         data = prepare_task(
             self.name, parse, assign, files=list(files.values()), corpus_path=corpus_path, corpus_label=label,
-            mapping=MappingParams(depth=p.depth, dense=p.dense), seed=p.split_seed, val_fraction=p.val_fraction,
-            drop_leaked=p.drop_leaked, force_hash=p.corpus_full_hash, search="question",
+            mapping=MappingParams(depth=p.depth, dense=p.dense, matcher=p.matcher), seed=p.split_seed,
+            val_fraction=p.val_fraction, drop_leaked=p.drop_leaked, force_hash=p.corpus_full_hash, search="question",
             key_extra={"nq_open": [(f.name, file_sha256(f)) for f in nq_files]}, corpus_tag=tag,
+            max_answers=p.max_answers,
         )
         data.info["m_pred"] = p.m_pred  # AMER's vectors per query unless -r m_pred says otherwise
         data.info["paper_gold_similarity"] = {"within": 0.90, "random": 0.77}  # the paper's appendix, this task
+        data.info["instruction"] = NQ_INSTRUCTION
         return data

@@ -8,7 +8,9 @@ gold passage of an answer when its normalised `title text` contains one of the a
 whole-token substring. The corpus is then streamed once to test only the candidate rows, so no passage text is
 held in memory.
 
-Answer normalisation (`normalise`, `contains_alias`) lives in bench/data/answers.py: the leak audit uses it too.
+Answer normalisation (`normalise`, `contains_alias`) lives in bench/data/answers.py: the leak audit uses it too. The
+matcher is a mapping parameter (`matcher=harness`, ours, or `dpr`, DPR's has_answer as the reference implementation
+uses it); so is an optional cap on the number of answers a kept question has (`max_answers`, the reference's 5).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.data.answers import NORMALISATION, normalise
+from bench.data.answers import matcher, normalise
 from bench.data.corpus import CorpusReader, _json_lines, document_text, open_corpus, read_qrels, read_queries
 from bench.data.task import Corpus, Split, TaskData
 from bench.device import resolve
@@ -48,10 +50,11 @@ class Answer:
     aliases: list[str]
     search_texts: list[str] = field(default_factory=list)
 
-    def normalised(self) -> list[str]:
+    def normalised(self, form: Callable[[str], str] = normalise) -> list[str]:
+        """The distinct non-empty forms of the aliases under a matcher's `form` (default: ours, `normalise`)."""
         out: list[str] = []
         for a in self.aliases:
-            n = normalise(a)
+            n = form(a)
             if n and n not in out:
                 out.append(n)
         return out
@@ -127,6 +130,15 @@ class MappingParams:
     dense: str = "minilm"  # a registered dense retriever for the second candidate list, or "none"
     bm25_k1: float = 0.9
     bm25_b: float = 0.4
+    matcher: str = "harness"  # how an alias is found in a passage: harness | dpr (bench/data/answers.py)
+
+    def key(self) -> dict[str, Any]:
+        """What shapes the mapping, for the prepared task's cache key: the default matcher keeps the key it had
+        before matchers were a parameter."""
+        out = asdict(self)
+        if out["matcher"] == "harness":
+            out.pop("matcher")
+        return out
 
 
 def bm25_candidates(corpus: Corpus, texts: Sequence[str], depth: int, k1: float, b: float,
@@ -181,9 +193,10 @@ def dense_store(corpus: Corpus, retriever_name: str, world: World | None = None)
 
 
 def match_gold(corpus: Corpus, candidates: list[np.ndarray], aliases: list[list[str]],
-               progress: Callable[[str, int, int], None] | None = None) -> list[list[int]]:
-    """For unit u (an answer), the candidate rows `candidates[u]` whose passage contains one of `aliases[u]`
-    (normalised). Streams the corpus once; only candidate rows are normalised."""
+               progress: Callable[[str, int, int], None] | None = None,
+               form: Callable[[str], str] = normalise) -> list[list[int]]:
+    """For unit u (an answer), the candidate rows `candidates[u]` whose passage contains one of `aliases[u]` (already
+    in the matcher's `form`) as whole tokens. Streams the corpus once; only candidate rows are put in that form."""
     # (row, unit) pairs sorted by row, in int32 (16 bytes a pair with the sort order): candidates are unique per unit
     cands = [np.asarray(c[c >= 0], dtype=np.int32) for c in candidates]
     sizes = np.fromiter((len(c) for c in cands), dtype=np.int64, count=len(cands))
@@ -205,7 +218,7 @@ def match_gold(corpus: Corpus, candidates: list[np.ndarray], aliases: list[list[
             break
         if row != needed[j]:
             continue
-        padded = f" {normalise(document_text(title, text))} "
+        padded = f" {form(document_text(title, text))} "
         for u in units[starts[j]:ends[j]].tolist():
             for a in padded_aliases[u]:
                 if a in padded:  # = contains_alias, with the padding built once per passage
@@ -283,7 +296,7 @@ def seeded_split(ids: Sequence[str], seed: int, salt: str) -> np.ndarray:
 
 
 def mapping_record(params: MappingParams, dense_space: str | None) -> dict[str, Any]:
-    return {**asdict(params), "dense_space": dense_space, "normalisation": NORMALISATION,
+    return {**asdict(params), "dense_space": dense_space, "normalisation": matcher(params.matcher)[1],
             "version": MAPPING_VERSION,
             "bm25": "bench/index/bm25.py (bm25s, lucene, English stopwords, Snowball stemmer)"}
 
@@ -356,9 +369,10 @@ def map_questions(corpus: Corpus, questions: list[Question], mapping: MappingPar
             by_unit[u].append(per_text[ti])
         candidates = [np.unique(np.concatenate(c)) if c else np.zeros(0, np.int64) for c in by_unit]
     candidates = [np.unique(c[c >= 0]) for c in candidates]
-    aliases = [questions[qi].answers[ai].normalised() for qi, ai in units]
+    form = matcher(mapping.matcher)[0]
+    aliases = [questions[qi].answers[ai].normalised(form) for qi, ai in units]
     with _bars(progress) as bars:
-        flat = match_gold(corpus, candidates, aliases, bars)
+        flat = match_gold(corpus, candidates, aliases, bars, form)
     gold: list[list[list[int]]] = [[[] for _ in q.answers] for q in questions]
     for (qi, ai), rows_ in zip(units, flat, strict=True):
         gold[qi][ai] = rows_
@@ -368,22 +382,31 @@ def map_questions(corpus: Corpus, questions: list[Question], mapping: MappingPar
 def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], dict[str, Any]]],
                  assign: Callable[[Question], str], files: list[Path], corpus_path: str | Path, corpus_label: str,
                  mapping: MappingParams, seed: int, val_fraction: float, drop_leaked: bool, force_hash: bool,
-                 search: str, progress: bool = True, key_extra: Any = None, corpus_tag: str = "") -> TaskData:
+                 search: str, progress: bool = True, key_extra: Any = None, corpus_tag: str = "",
+                 max_answers: int | None = None) -> TaskData:
     """Parse, map gold passages, keep, split and write the prepared folder once (cached by input hashes and
     parameters); then load it, run the audit and record it. `corpus_tag` names the corpus in result folders
-    (bench/results/record.py)."""
+    (bench/results/record.py). `max_answers` drops the questions left with more answers than that once every answer
+    has a gold passage (None: no cap)."""
     from bench.data.audit import apply_audit
 
     if not 0 <= val_fraction < 1:
         raise BenchError(f"task {name}: val_fraction must be in [0, 1), got {val_fraction}")
+    try:
+        matcher(mapping.matcher)
+    except ValueError as exc:
+        raise BenchError(f"task {name}: {exc}") from None
     world = current_world()  # under torchrun: rank 0 scans and maps, every rank encodes its share of the corpus
     if world is None:
         corpus, reader, corpus_info = corpus_of(corpus_path, force_hash)
     else:
         with world.rank_zero_first(f"scan/{name}", "scanning the corpus"):
             corpus, reader, corpus_info = corpus_of(corpus_path, force_hash)
-    key = stable_hash([name, files_hash(files), corpus.fingerprint, asdict(mapping), seed, val_fraction,
-                       MAPPING_VERSION, search, key_extra], length=24)
+    parts = [name, files_hash(files), corpus.fingerprint, mapping.key(), seed, val_fraction, MAPPING_VERSION, search,
+             key_extra]
+    if max_answers is not None:  # no cap keeps the key it had before the cap was a parameter
+        parts.append({"max_answers": max_answers})
+    key = stable_hash(parts, length=24)
     folder = prepared_folder(name, key)
 
     def build(tmp: Path) -> None:
@@ -393,6 +416,11 @@ def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], 
         kept = [(q, g) for q, g in zip(questions, gold, strict=True) if all(len(rows) for rows in g)]
         for src in list(counts.steps):
             counts.add(src, "every answer has a gold passage", sum(1 for q, _ in kept if q.source == src))
+        if max_answers is not None:
+            kept = [(q, g) for q, g in kept if len(q.answers) <= max_answers]
+            for src in list(counts.steps):
+                counts.add(src, f"≤ {max_answers} answers (max_answers)", sum(1 for q, _ in kept if q.source == src))
+        for src in list(counts.steps):
             groups = sorted({q.group for q, _ in kept if q.source == src and q.group})
             for grp in groups:
                 counts.add(src, f"  of which {grp}", sum(1 for q, _ in kept if q.group == grp))
@@ -423,7 +451,7 @@ def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], 
         meta = {
             "splits": list(splits), "steps": counts.steps,
             "split_sizes": {s: len(v) for s, v in splits.items()},
-            "split": split_record | {"val": n_val},
+            "split": split_record | {"val": n_val}, "max_answers": max_answers,
             "gold_mapping": mapping_record(mapping, dense_space),
             "corpus": {k: v for k, v in corpus_info.items() if k != "fingerprint_info"},
             "inputs": dict(files_hash(files)),

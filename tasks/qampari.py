@@ -27,7 +27,7 @@ from bench.data.paths import resolve_data_dir
 from bench.data.task import Task, TaskData
 from bench.errors import BenchError
 from bench.registry import register_task
-from tasks.ambigqa import _field, default_corpus
+from tasks.ambigqa import NQ_INSTRUCTION, _field, default_corpus
 from tasks.multianswer import Answer, MappingParams, Question, StepCounts, jsonl_records, prepare_task
 
 
@@ -121,4 +121,5 @@ class QampariTask(Task):
         )
         data.info["m_pred"] = p.m_pred  # AMER's vectors per query unless -r m_pred says otherwise
         data.info["paper_gold_similarity"] = {"within": 0.86, "random": 0.74}  # the paper's appendix, this task
+        data.info["instruction"] = NQ_INSTRUCTION  # the query instruction of instruction-following retrievers
         return data

@@ -4,13 +4,22 @@ construction.
 Six settings: {linear, mlp} × {single, multi, ood}.
 - linear: T1 = I, T2 = Ma, T3 = Mb, T4 = −Ma, T5 = −Mb (Ma, Mb random rotations), so the targets' mean is 0 and
   no single vector is close to all five.
-- mlp: T_i(x) = M_i · gelu(M_i · x) with Ma a random rotation, Mb and Mc rotations Frobenius-orthogonal to Ma and to
-  each other, Md = −Mb, Me = −Mc. Variant `negated` (default, as the reference generator does) also negates the
-  outputs of MLPs 4 and 5; variant `paper` (the paper's text) negates only the weights — then GeLU's asymmetry leaves
-  the targets of an input close together and a single query already solves the task.
+- mlp (`mlp_variant`; every variant is a chain of Linear layers with GELU between them, every layer of one MLP
+  using the same matrix and a zero bias; the weights of MLPs 4 and 5 are those of MLPs 2 and 3 negated):
+  - `negated` (default): two layers, T_i(x) = W_i · gelu(W_i · x) with W = [Ma, Mb, Mc, −Mb, −Mc], and the outputs of
+    MLPs 4 and 5 negated as well. Ma is a random rotation, Mb and Mc rotations exactly Frobenius-orthogonal to Ma and
+    to each other (`orthogonal_rotations`). Its targets sit as far apart as the reference generator's (mean pairwise
+    cosine −0.04, pairs (2,4) and (3,5) at −0.18; docs/fidelity.md).
+  - `paper` (the paper's text): the same two layers with the weights negated only — GELU's asymmetry then leaves the
+    paired targets positively correlated (cosine +0.18) and a single query already comes close to all five.
+  - `reference` (the reference implementation's generator): three layers, T_i(x) = W_i · gelu(W_i · gelu(W_i · x)),
+    weights negated only, with its rotations: each the polar factor U·Vᵀ of a Gaussian matrix (nearest orthogonal
+    matrix), Mb and Mc made Frobenius-orthogonal to the earlier ones by alternating projections
+    (`reference_rotations`).
 - inputs: single = N(0, I) for train and test; multi = train and test evenly from five distributions (N(0, I),
-  N(0, 4I), correlated Gaussian 0.5·AAᵀ + 0.1·I with A_ij ~ N(0, 1/d), uniform[−2, 2], Laplace(0, 1) + N(0, 0.1));
-  ood = train evenly from the first four, test from the fifth.
+  N(0, 4I), correlated Gaussian 0.5·AAᵀ + 0.1·I, uniform[−2, 2], Laplace(0, 1) + Gaussian noise); ood = train evenly
+  from the first four, test from the fifth. `inputs=harness` (default): A_ij ~ N(0, 1/d) and noise variance 0.1;
+  `inputs=reference`: A_ij ~ N(0, 1) and noise standard deviation 0.1, as the reference generator draws them.
 - corpus: every target of train and test plus N(0, I) negatives, shuffled; similarity is cosine.
 
 Varying number of targets (`-t m=2..5`; default `m=5`, the paper's setting, generated exactly as before): input x
@@ -19,8 +28,11 @@ keeps the first c(x) of its five targets, with c(x) = m_lo + (Σ_j 2^j·[x_j > 0
 (for 2..5: c = 2 + [x_0 > 0] + 2·[x_1 > 0], each count a quarter of N(0, I) inputs). Only the kept targets enter
 the corpus; the task records m = "2..5" and every query's own number of answer clusters.
 
-Defaults are CPU-sized: d = 128, 4,000 train, 500 test, 77,500 negatives, so the corpus holds 100,000 vectors
-(22,500 targets). Generation is deterministic for a seed and cached on disk.
+Sizes (`scale`): `cpu` (default) is d = 128, 4,000 train, 500 test, 77,500 negatives, so the corpus holds 100,000
+vectors (22,500 targets); `scale=paper` is the paper's d = 1024, 20,000 train, 1,000 test and a 200,000-vector corpus
+(95,000 negatives). A size given explicitly (`-t d=256`) wins over the scale's. Generation is deterministic for a seed
+and cached on disk; the default task's arrays and cache key are those it had before `scale`, `inputs` and the
+`reference` variant existed.
 """
 
 from __future__ import annotations
@@ -42,6 +54,11 @@ TRANSFORMS = ("linear", "mlp")
 SETTINGS = ("single", "multi", "ood")
 DISTRIBUTIONS = ("normal", "normal-4", "correlated", "uniform", "laplace-noise")
 ARRAYS = ("corpus", "train_x", "test_x", "train_targets", "test_targets")  # what a cached task file must hold
+MLP_VARIANTS = ("negated", "paper", "reference")
+INPUTS = ("harness", "reference")
+# sizes per scale: d, n_train, n_test, n_negatives (paper: 5 · 21,000 targets + 95,000 negatives = a 200,000 corpus)
+SCALES = {"cpu": (128, 4000, 500, 77_500), "paper": (1024, 20_000, 1000, 95_000)}
+SIZE_FIELDS = ("d", "n_train", "n_test", "n_negatives")
 
 
 @dataclass(frozen=True)
@@ -51,16 +68,36 @@ class SyntheticParams:
     n_test: int = 500
     n_negatives: int = 77_500
     seed: int = 0
-    mlp_variant: str = "negated"
+    mlp_variant: str = "negated"  # negated | paper | reference (module docstring)
     m: str = "5"  # targets per input: "5", or a range "lo..hi" (1 ≤ lo ≤ hi ≤ 5) counted from the input's signs
+    inputs: str = "harness"  # harness | reference: the correlated inputs' A and the Laplace inputs' noise
+    scale: str = "cpu"  # cpu | paper: the sizes left at their cpu defaults become the paper's
 
     def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+        for name, cpu, size in zip(SIZE_FIELDS, SCALES["cpu"], SCALES[self.scale], strict=True):
+            if getattr(self, name) == cpu:  # a size given explicitly (another value) wins over the scale's
+                object.__setattr__(self, name, size)
         target_range(self.m)
         positive(self, d=self.d, n_train=self.n_train, n_test=self.n_test)
         if self.n_negatives < 0:
             raise ValueError(f"n_negatives must be ≥ 0, got {self.n_negatives}")
-        if self.mlp_variant not in ("negated", "paper"):
-            raise ValueError(f"mlp_variant must be 'negated' or 'paper', got {self.mlp_variant!r}")
+        if self.mlp_variant not in MLP_VARIANTS:
+            raise ValueError(f"mlp_variant must be one of {', '.join(MLP_VARIANTS)}, got {self.mlp_variant!r}")
+        if self.inputs not in INPUTS:
+            raise ValueError(f"inputs must be one of {', '.join(INPUTS)}, got {self.inputs!r}")
+
+    def scale_label(self) -> str:
+        """The sizes in words, for tables: which scale, and the paper's where they differ."""
+        n_docs = (self.n_train + self.n_test) * M_TARGETS + self.n_negatives
+        own = f"d={self.d}, {self.n_train:,} train / {self.n_test:,} test, corpus {n_docs:,}"
+        paper = dict(zip(SIZE_FIELDS, SCALES["paper"], strict=True))
+        if all(getattr(self, k) == v for k, v in paper.items()):
+            return f"paper scale ({own})"
+        named = "cpu scale" if all(getattr(self, k) == v for k, v in zip(SIZE_FIELDS, SCALES["cpu"], strict=True)) \
+            else "custom sizes"
+        return f"{named} ({own}; the paper: d=1024, 20,000 / 1,000, corpus 200,000: -t scale=paper)"
 
 
 def target_range(m: str) -> tuple[int, int]:
@@ -110,11 +147,65 @@ def orthogonal_rotations(rng: np.random.Generator, d: int) -> tuple[np.ndarray, 
     return ma, mb, mc
 
 
+def polar(x: np.ndarray) -> np.ndarray:
+    """The orthogonal matrix nearest to x in Frobenius norm, U·Vᵀ from x = U·S·Vᵀ, with the last column of U flipped
+    when that makes the determinant +1 (a rotation)."""
+    u, _, vt = np.linalg.svd(x)
+    if np.linalg.slogdet(u @ vt)[0] < 0:
+        u[:, -1] = -u[:, -1]
+    return u @ vt
+
+
+def reference_rotations(rng: np.random.Generator, d: int, n: int = 3,
+                        rounds: int = 20) -> list[np.ndarray]:
+    """`n` rotations as the reference generator builds them (docs/fidelity.md): the first is the polar factor of a
+    Gaussian matrix; each next one starts from a fresh Gaussian X and alternates `rounds` times between removing X's
+    Frobenius projections on the earlier rotations (X − Σ_j ⟨M_j, X⟩/⟨M_j, M_j⟩ · M_j) and projecting back onto the
+    rotations (`polar`), then does both once more. Pairwise Frobenius cosines end near 1e-8, not exactly 0."""
+    out = [polar(rng.standard_normal((d, d)))]
+    for _ in range(n - 1):
+        x = rng.standard_normal((d, d))
+        for _ in range(rounds + 1):
+            for m in out:
+                x = x - (np.sum(m * x) / np.sum(m * m)) * m
+            x = polar(x)
+        out.append(x)
+    return out
+
+
 def gelu(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
 
 
-def sample_inputs(rng: np.random.Generator, dist: str, n: int, d: int, mix_a: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class TargetMLP:
+    """One target transformation of the mlp tasks: `layers` Linear layers that all use the one matrix `weight` (the
+    nn.Linear convention, y = W·h, zero bias) with GELU between consecutive layers, the output negated when
+    `negate_output`: T(x) = ±W·gelu(W·…gelu(W·x))."""
+
+    weight: np.ndarray
+    layers: int
+    negate_output: bool = False
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Rows of x (n, d) → rows of T(x) (n, d)."""
+        h = x @ self.weight.T
+        for _ in range(self.layers - 1):
+            h = gelu(h) @ self.weight.T
+        return -h if self.negate_output else h
+
+
+def target_mlps(variant: str, mats: list[np.ndarray]) -> list[TargetMLP]:
+    """The five MLPs of a variant from its three matrices (Ma, Mb, Mc): weights [Ma, Mb, Mc, −Mb, −Mc]; two layers
+    (`negated`, `paper`) or three (`reference`); `negated` also negates the outputs of MLPs 4 and 5."""
+    ma, mb, mc = mats
+    layers = 3 if variant == "reference" else 2
+    return [TargetMLP(w, layers, negate_output=(i >= 3 and variant == "negated"))
+            for i, w in enumerate((ma, mb, mc, -mb, -mc))]
+
+
+def sample_inputs(rng: np.random.Generator, dist: str, n: int, d: int, mix_a: np.ndarray,
+                  noise_std: float = float(np.sqrt(0.1))) -> np.ndarray:
     if dist == "normal":
         return rng.standard_normal((n, d))
     if dist == "normal-4":
@@ -125,14 +216,16 @@ def sample_inputs(rng: np.random.Generator, dist: str, n: int, d: int, mix_a: np
     if dist == "uniform":
         return rng.uniform(-2.0, 2.0, (n, d))
     if dist == "laplace-noise":
-        return rng.laplace(0.0, 1.0, (n, d)) + rng.normal(0.0, np.sqrt(0.1), (n, d))
+        return rng.laplace(0.0, 1.0, (n, d)) + rng.normal(0.0, noise_std, (n, d))
     raise ValueError(dist)
 
 
-def sample_mixture(rng: np.random.Generator, dists: tuple[str, ...], n: int, d: int, mix_a: np.ndarray) -> np.ndarray:
+def sample_mixture(rng: np.random.Generator, dists: tuple[str, ...], n: int, d: int, mix_a: np.ndarray,
+                   noise_std: float = float(np.sqrt(0.1))) -> np.ndarray:
     """n inputs split as evenly as possible over `dists`, shuffled."""
     counts = [n // len(dists) + (i < n % len(dists)) for i in range(len(dists))]
-    x = np.concatenate([sample_inputs(rng, dist, c, d, mix_a) for dist, c in zip(dists, counts, strict=True)])
+    x = np.concatenate([sample_inputs(rng, dist, c, d, mix_a, noise_std)
+                        for dist, c in zip(dists, counts, strict=True)])
     return x[rng.permutation(n)]
 
 
@@ -142,11 +235,7 @@ def transform(kind: str, x: np.ndarray, mats: list[np.ndarray], mlp_variant: str
         ident, ma, mb = mats
         outs = [x @ ident.T, x @ ma.T, x @ mb.T, -(x @ ma.T), -(x @ mb.T)]
     else:
-        ma, mb, mc = mats
-        outs = []
-        for i, m in enumerate([ma, mb, mc, -mb, -mc]):
-            y = gelu(x @ m.T) @ m.T
-            outs.append(-y if (i >= 3 and mlp_variant == "negated") else y)
+        outs = [mlp(x) for mlp in target_mlps(mlp_variant, mats)]
     return np.stack(outs, axis=1)
 
 
@@ -156,9 +245,14 @@ def generate(kind: str, setting: str, p: SyntheticParams) -> dict[str, np.ndarra
     d = p.d
     if kind == "linear":
         mats = [np.eye(d), random_rotation(rng, d), random_rotation(rng, d)]
+    elif p.mlp_variant == "reference":
+        mats = reference_rotations(rng, d)
     else:
         mats = list(orthogonal_rotations(rng, d))
-    mix_a = rng.standard_normal((d, d)) / np.sqrt(d)
+    mix_a = rng.standard_normal((d, d))
+    if p.inputs == "harness":
+        mix_a = mix_a / np.sqrt(d)
+    noise_std = 0.1 if p.inputs == "reference" else float(np.sqrt(0.1))
     train_d: tuple[str, ...]
     test_d: tuple[str, ...]
     if setting == "single":
@@ -167,8 +261,8 @@ def generate(kind: str, setting: str, p: SyntheticParams) -> dict[str, np.ndarra
         train_d, test_d = DISTRIBUTIONS, DISTRIBUTIONS
     else:
         train_d, test_d = DISTRIBUTIONS[:4], DISTRIBUTIONS[4:]
-    x_train = sample_mixture(rng, train_d, p.n_train, d, mix_a)
-    x_test = sample_mixture(rng, test_d, p.n_test, d, mix_a)
+    x_train = sample_mixture(rng, train_d, p.n_train, d, mix_a, noise_std)
+    x_test = sample_mixture(rng, test_d, p.n_test, d, mix_a, noise_std)
     y_train = transform(kind, x_train, mats, p.mlp_variant)
     y_test = transform(kind, x_test, mats, p.mlp_variant)
     negatives = rng.standard_normal((p.n_negatives, d))
@@ -231,8 +325,11 @@ class SyntheticTask(Task):
 
     def cache_key(self) -> str:
         params = dict(self.params.__dict__)
-        if params.get("m") == str(M_TARGETS):  # the default keeps the key (and cached file) it had before `m`
-            params.pop("m")
+        params.pop("scale")  # the sizes it resolved to are in the key; the scale itself changes nothing else
+        # parameters added later keep the key (and cached file) they had before when at their defaults
+        for key, default in (("m", str(M_TARGETS)), ("inputs", "harness")):
+            if params.get(key) == default:
+                params.pop(key)
         return stable_hash(["synthetic", GENERATOR_VERSION, self.kind, self.setting, params])
 
     def planned_cache_bytes(self) -> int:
@@ -262,7 +359,8 @@ class SyntheticTask(Task):
         }
         info = {
             "transform": self.kind, "setting": self.setting, "generator_version": GENERATOR_VERSION,
-            "mlp_variant": p.mlp_variant if self.kind == "mlp" else None,
+            "mlp_variant": p.mlp_variant if self.kind == "mlp" else None, "inputs": p.inputs,
+            "scale": p.scale_label(),
             "m": M_TARGETS if target_range(p.m) == (M_TARGETS, M_TARGETS) else p.m,
             "target_representatives": "one doc per cluster (each cluster is a single target vector)",
             "audit": {"ran": False, "dropped": []},  # generated data: no question text or passage sets to leak

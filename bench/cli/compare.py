@@ -42,6 +42,11 @@ class CIMethod(StrEnum):
     percentile = "percentile"
 
 
+class LowSimRule(StrEnum):
+    paper = "paper"
+    reference = "reference"
+
+
 def _wide(console: Console) -> Console:
     """Comparison tables are wide: outside a terminal (CI logs, pipes) print them 240 columns wide, not 80."""
     if not console.is_terminal:
@@ -70,6 +75,9 @@ def compare_cmd(
     ci_method: CIMethod = typer.Option(CIMethod.bca, "--ci-method", help="bca (scipy's default) or percentile"),
     bins: bool = typer.Option(False, "--bins", help="add the per-diversity-quartile table"),
     by: Distance = typer.Option(Distance.cosine, "--by", help="diversity distance for the bins"),
+    low_sim: LowSimRule = typer.Option(
+        LowSimRule.paper, "--low-sim", help="the low-similarity subset's rule: paper (cosine similarity ≤ its 33rd "
+        "percentile) or reference (the reference code's: Euclidean distance > its 3/4 quantile)"),
     fmt: Format = typer.Option(Format.rich, "--format", help="rich, markdown, latex, csv or json"),
     output: opt.Output = None,
     resamples: int = typer.Option(10_000, "--resamples", help="bootstrap resamples"),
@@ -82,7 +90,7 @@ def compare_cmd(
 
     comp = comparison(task, results_dir, runs=run_file, baseline=baseline, ks=parse_ks(k) if k else None,
                       measure=measure, ci=ci, ci_method=ci_method.value, bins=bins, by=by.value, resamples=resamples,
-                      seed=seed)
+                      seed=seed, low_sim=low_sim.value)
     if fmt is Format.rich:
         if output is None:
             console = _wide(out)

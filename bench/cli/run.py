@@ -174,8 +174,9 @@ def run_cmd(
                      results_dir=results_dir) for system in systems]
     if world is not None and not world.is_main:
         return  # rank 0 prints
-    print_whole(out, summary_table(f"{escape(task)} on {escape(corpus_title(data))} — {escape(split)} split, "
-                                   f"{len(data.split(split)):,} queries", [result for result, _ in rows]))
+    scale = f"; {data.info['scale']}" if data.info.get("scale") else ""  # e.g. a synthetic task's sizes
+    title = f"{task} on {corpus_title(data)} — {split} split, {len(data.split(split)):,} queries{scale}"
+    print_whole(out, summary_table(escape(title), [result for result, _ in rows]))
     for result, path in rows:  # whole paths, never wrapped (bench/cli/output.py)
         out.print(f"[dim]{escape(result.system)}:[/] {escape(str(path))}", highlight=False, soft_wrap=True)
 

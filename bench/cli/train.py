@@ -158,6 +158,7 @@ def repro_synthetic(
                 "best_step": result.retriever_info.get("best_step"), "load": _load().split(" / ")[0],
                 "threads": result.retriever_params.get("threads"),
             }
+            row["scale"] = result.task_info.get("scale")  # the task's sizes in words (synthetic tasks record them)
             out.print(f"{escape(name)} · {escape(retr)}: MRECALL@10 {result.summary['MRECALL@10']:.3f}  "
                       f"MRECALL@100 {result.summary['MRECALL@100']:.3f}  ({row[retr]['wall']:.0f} s)",  # type: ignore[index]
                       highlight=False)
@@ -167,7 +168,8 @@ def repro_synthetic(
                      task_params=task_param or [], retriever_params=retriever_param or [], seed=seed, reuse=reuse)
     with atomic_open(out_file) as fh:
         fh.write(text)
-    table = Table(title="synthetic headline: MRECALL (test split)")
+    scales = sorted({str(row["scale"]) for row in rows if row.get("scale")})
+    table = Table(title="synthetic headline: MRECALL (test split)" + "".join(f"; {x}" for x in scales))
     for col in ("setting", "AMER @10", "AMER @100", "Single @10", "Single @100", "AMER s", "Single s"):
         table.add_column(col, justify="left" if col == "setting" else "right", no_wrap=col == "setting")
     for row in rows:
@@ -209,6 +211,7 @@ def _markdown(rows: list[dict], *, command: str, started: str, total: float, loa
         + ("**holds**" if ok else "**does not hold**") + ".",
         "",
         f"- command: `{command}`",
+        *(f"- sizes: {x}" for x in sorted({str(row["scale"]) for row in rows if row.get("scale")})),
         f"- task params: {', '.join(task_params) or 'defaults'}; retriever params: "
         f"{', '.join(retriever_params) or 'defaults'}; seed {seed}",
         f"- started {started}; total wall time {total / 60:.1f} min",

@@ -12,8 +12,13 @@ What is measured, once, here (the pipeline, `bench compare` and `bench plot` onl
   encoder (for synthetic tasks the target vectors themselves, normalised). On unit vectors the Euclidean distance of a
   pair is √(2 − 2·cos); both are reported, since a mean of square roots orders queries slightly differently.
 - Per query: the mean over the C(s, 2) pairs of its s target vectors of the cosine similarity, the cosine distance
-  (1 − similarity) and the Euclidean distance. Undefined (NaN) for a query with fewer than 2 target vectors; such
-  queries fall in no bin and not in the low-similarity subset.
+  (1 − similarity) and the Euclidean distance, and the mean Euclidean distance over the pairs whose distance is not
+  zero (duplicate vectors left out, as the reference analysis script does). Undefined (NaN) for a query with fewer
+  than 2 target vectors; such queries fall in no bin and not in the low-similarity subset.
+- Low-similarity subset, two rules (`LOW_SIM_RULES`): `paper` — mean pairwise cosine similarity at or below its 33rd
+  percentile; `reference` — the reference implementation's analysis script: mean pairwise Euclidean distance (zero
+  distances left out) strictly above its 3/4 quantile (nearest rank), about the quarter of queries whose answers lie
+  farthest apart.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ TARGET_MODES = ("representative", "all")
 DEFAULT_TARGET_MODE = "representative"
 N_BINS = 4
 LOW_SIMILARITY_PERCENTILE = 33.0
+LOW_SIM_RULES = ("paper", "reference")
+REFERENCE_QUANTILE = 0.75
+ZERO_DISTANCE = 1e-6  # a pair of unit vectors this close is one vector twice (a duplicate passage)
 DISTANCES = ("cosine", "euclidean")
 RECORD_KEY = "target_diversity"  # where a run stores its record in RunResult.extra
 N_RANDOM_PAIRS = 10_000
@@ -52,6 +60,7 @@ class TargetDiversity:
     n_answers: np.ndarray  # m, the number of answer clusters
     n_vectors: np.ndarray  # target vectors used (m in representative mode)
     mode: str = DEFAULT_TARGET_MODE
+    euclidean_nonzero: np.ndarray | None = None  # mean over the pairs at a distance > ZERO_DISTANCE (None: not stored)
 
     @property
     def cos_dist(self) -> np.ndarray:
@@ -140,11 +149,16 @@ def target_diversity(targets: Targets, embeddings: Any, mode: str = DEFAULT_TARG
     n = targets.n_queries
     cos_sim = np.full(n, np.nan)
     euclid = np.full(n, np.nan)
+    nonzero = np.full(n, np.nan)
     for block, cos, euc in _grouped(rows, embeddings):
         cos_sim[block] = cos.mean(axis=1)
         euclid[block] = euc.mean(axis=1)
+        keep = euc > ZERO_DISTANCE
+        counts = keep.sum(axis=1)
+        sums = np.where(keep, euc, 0.0).sum(axis=1)
+        nonzero[block] = np.divide(sums, counts, out=np.full(len(block), np.nan), where=counts > 0)
     return TargetDiversity(cos_sim, euclid, targets.n_clusters.astype(np.int64).copy(),
-                           np.array([len(r) for r in rows], dtype=np.int64), mode)
+                           np.array([len(r) for r in rows], dtype=np.int64), mode, nonzero)
 
 
 def quartile_bins(values: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
@@ -199,6 +213,29 @@ def low_similarity_mask(cos_sim: np.ndarray, percentile: float = LOW_SIMILARITY_
     v = _rounded(cos_sim)
     t = low_similarity_threshold(v, percentile)
     return np.where(np.isnan(v), False, v <= t)
+
+
+def reference_low_similarity_threshold(distance: np.ndarray, quantile: float = REFERENCE_QUANTILE) -> float:
+    """The 3/4 quantile (nearest rank, as torch.quantile(..., interpolation="nearest")) of the per-query mean pairwise
+    Euclidean distance, over the queries where it is defined, after rounding to 12 decimals."""
+    v = _rounded(distance)
+    v = v[~np.isnan(v)]
+    if len(v) == 0:
+        raise BenchError("no query has two distinct target vectors: the low-similarity subset is undefined")
+    return float(np.quantile(v, quantile, method="nearest"))
+
+
+def reference_low_similarity_mask(distance: np.ndarray, quantile: float = REFERENCE_QUANTILE) -> np.ndarray:
+    """The reference analysis script's subset: queries whose mean pairwise Euclidean distance between targets (zero
+    distances left out: `TargetDiversity.euclidean_nonzero`) is strictly above its 3/4 quantile.
+
+        far(q) = 1[dist(q) > quantile_0.75({dist(q')})]
+
+    Undefined values are never in it; compared after rounding to 12 decimals, so when every query is equally diverse
+    the subset is empty (nothing lies strictly above) rather than picked by float noise."""
+    v = _rounded(distance)
+    t = reference_low_similarity_threshold(v, quantile)
+    return np.where(np.isnan(v), False, v > t)
 
 
 def answer_count_groups(n_answers: np.ndarray, min_size: int = 40) -> list[tuple[str, np.ndarray]]:
@@ -306,6 +343,7 @@ def run_record(targets: Targets, embeddings: Any, space: str, mode: str = DEFAUL
         "embeddings": "L2-normalised document embeddings, as indexed",
         "mean_pairwise_cos_sim": [_num(x) for x in div.cos_sim.tolist()],
         "mean_pairwise_euclidean": [_num(x) for x in div.euclidean.tolist()],
+        "mean_pairwise_euclidean_nonzero": [_num(x) for x in np.asarray(div.euclidean_nonzero).tolist()],
         "n_answers": div.n_answers.tolist(),
         "n_vectors": div.n_vectors.tolist(),
         "gold_similarity": gold_similarity(targets, embeddings, mode, seed=seed).to_dict(),
@@ -317,8 +355,11 @@ def from_record(record: dict[str, Any], source: str = "run") -> TargetDiversity:
     try:
         cos = np.array([math.nan if x is None else x for x in record["mean_pairwise_cos_sim"]], dtype=np.float64)
         euc = np.array([math.nan if x is None else x for x in record["mean_pairwise_euclidean"]], dtype=np.float64)
+        stored = record.get("mean_pairwise_euclidean_nonzero")  # absent in runs made before it was stored
+        nonzero = None if stored is None else np.array([math.nan if x is None else x for x in stored],
+                                                       dtype=np.float64)
         return TargetDiversity(cos, euc, np.asarray(record["n_answers"], dtype=np.int64),
-                               np.asarray(record["n_vectors"], dtype=np.int64), str(record.get("mode", "?")))
+                               np.asarray(record["n_vectors"], dtype=np.int64), str(record.get("mode", "?")), nonzero)
     except (KeyError, TypeError, ValueError) as exc:
         raise BenchError(f"{source}: extra.{RECORD_KEY} is malformed ({exc})") from None
 

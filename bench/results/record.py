@@ -199,8 +199,10 @@ def save_run(result: RunResult, results_dir: str | Path, ranking: np.ndarray | N
     folder = run_dir(results_dir, result.task, result.system, corpus_tag(result.task_info))
     path = folder / f"{result.run_id}.json"
     if ranking is not None and doc_ids is not None:
-        write_trec_run(folder / f"{result.run_id}.trec", result.query_ids, ranking, doc_ids, result.system,
-                       scores=scores)
+        nudged = write_trec_run(folder / f"{result.run_id}.trec", result.query_ids, ranking, doc_ids, result.system,
+                                scores=scores)
+        result.extra["trec"] = {"scores": TREC_SCORES if scores is not None else "depth − rank",
+                                "order_preserving": True, "nudged": nudged}
     text = json.dumps(strict_json(result.to_dict()), indent=1, sort_keys=False, allow_nan=False) + "\n"
     with atomic_open(path, need=len(text.encode("utf-8"))) as fh:
         fh.write(text)
@@ -291,24 +293,47 @@ def trec_id(identifier: str) -> str:
     return urllib.parse.quote(identifier, safe="".join(chr(c) for c in range(33, 127) if chr(c) != "%"))
 
 
+TREC_SCORES = ("the system's scores as float32, each equal score after the first of a tie lowered by the smallest "
+               "float32 steps so that every list is strictly decreasing: trec_eval's re-sort keeps our order")
+
+
+def strictly_decreasing(scores: np.ndarray) -> tuple[np.ndarray, int]:
+    """Scores (one list, best first, finite) as float32 made strictly decreasing: a score not below the previous
+    written one becomes the float32 just below it (np.nextafter). The order is ours; each value moves by as many
+    float32 steps as the tie it ends is long. Returns the values and how many moved."""
+    out = np.asarray(scores, dtype=np.float32).copy()
+    moved = 0
+    for r in range(1, len(out)):
+        if out[r] >= out[r - 1]:
+            out[r] = np.nextafter(out[r - 1], np.float32(-np.inf), dtype=np.float32)
+            moved += 1
+    return out, moved
+
+
 def write_trec_run(path: str | Path, query_ids: list[str], ranking: np.ndarray, doc_ids: Sequence[str], tag: str,
-                   scores: np.ndarray | None = None) -> None:
+                   scores: np.ndarray | None = None) -> int:
     """TREC run format `qid Q0 docid rank score tag` with the system's real scores (`scores`, same shape as
-    `ranking`), printed with 9 significant digits. Tools that re-sort by score keep our order except where two
-    scores print equal, which only happens for real ties, and those we order by the lower corpus row like the tools
-    order by doc id only when ids sort like rows. Without `scores`: depth − rank (the pre-stage format)."""
+    `ranking`), made strictly decreasing within each query (`strictly_decreasing`: equal scores lowered by float32
+    steps) and printed with 9 significant digits, which tell float32 values apart. trec_eval and the tools built on it
+    re-sort a run by score and break ties by document id; with no ties left they keep our order (equal scores by the
+    lower corpus row). Without `scores`: depth − rank (the pre-stage format). Returns how many scores were lowered."""
     depth = ranking.shape[1]
     lines = int((ranking >= 0).sum())
     widest_qid = max((len(trec_id(q)) for q in query_ids), default=0)
     sample = [len(trec_id(doc_ids[d])) for d in ranking[:1].ravel().tolist() if d >= 0] or [16]
     need = lines * (widest_qid + max(sample) + len(trec_id(tag)) + 32)  # about: qid Q0 doc rank score tag
+    nudged = 0
     with atomic_open(path, need=need) as fh:
         for i, (qid, row) in enumerate(zip(query_ids, ranking, strict=True)):
-            for rank, doc in enumerate(row.tolist()):
-                if doc < 0:
-                    break
-                score = f"{float(scores[i, rank]):.9g}" if scores is not None else str(depth - rank)
+            n = int(np.sum(row >= 0))
+            written: np.ndarray | None = None
+            if scores is not None:
+                written, moved = strictly_decreasing(scores[i, :n])
+                nudged += moved
+            for rank, doc in enumerate(row[:n].tolist()):
+                score = f"{float(written[rank]):.9g}" if written is not None else str(depth - rank)
                 fh.write(f"{trec_id(qid)} Q0 {trec_id(doc_ids[doc])} {rank + 1} {score} {trec_id(tag)}\n")
+    return nudged
 
 
 def write_trec_qrels(path: str | Path, query_ids: Sequence[str], targets: Any, doc_ids: Sequence[str]) -> None:

@@ -81,6 +81,8 @@ class Comparison:
     low_sim_threshold: float | None
     notes: list[str] = field(default_factory=list)
     costs: dict[str, dict[str, float | None]] = field(default_factory=dict)  # system → query_cost (run_cost)
+    low_sim_rule: str = "paper"  # bench/metrics/diversity.py LOW_SIM_RULES
+    task_scale: str | None = None  # the task's sizes in words, when it records them (synthetic tasks)
 
     @property
     def metrics(self) -> list[str]:
@@ -177,9 +179,13 @@ def available_ks(runs: Mapping[str, RunResult], measure: str) -> list[int]:
 def build_comparison(runs: Mapping[str, RunResult], baseline: str | None = None, measure: str = "MRECALL",
                      ks: Sequence[int] | None = None, bins: bool = False, bin_by: str = "cosine",
                      n_bins: int = div.N_BINS, n_resamples: int = N_RESAMPLES, seed: int = 0,
-                     ci_method: str = "bca", show_ci: bool = False) -> Comparison:
+                     ci_method: str = "bca", show_ci: bool = False, low_sim: str = "paper") -> Comparison:
     """Compare systems (label → run) against a baseline on the whole set, the low-similarity subset and (with
-    `bins`) each diversity bin. Bins and the subset come from one run's target diversity (the baseline's)."""
+    `bins`) each diversity bin. Bins and the subset come from one run's target diversity (the baseline's). `low_sim`
+    picks the subset's rule: "paper" (33rd percentile of cosine similarity) or "reference" (the reference analysis
+    script's top quarter by Euclidean distance)."""
+    if low_sim not in div.LOW_SIM_RULES:
+        raise BenchError(f"low-similarity rule must be one of {', '.join(div.LOW_SIM_RULES)}, got {low_sim!r}")
     check_comparable(runs)
     names = list(runs)
     base, note = pick_baseline(names, baseline)
@@ -227,11 +233,24 @@ def build_comparison(runs: Mapping[str, RunResult], baseline: str | None = None,
     else:
         if source and not source.startswith(base):
             notes.append(f"the baseline run has no target diversity; bins use {source}")
-        threshold = div.low_similarity_threshold(td.cos_sim)
-        low = div.low_similarity_mask(td.cos_sim)
+        if low_sim == "paper":
+            threshold = div.low_similarity_threshold(td.cos_sim)
+            low = div.low_similarity_mask(td.cos_sim)
+            if low.sum() == np.sum(~np.isnan(td.cos_sim)):
+                notes.append("every query has the same target similarity, so the low-similarity subset is the whole "
+                             "set")
+        else:
+            distance = td.euclidean_nonzero
+            if distance is None:
+                distance = td.euclidean
+                notes.append("the diversity run predates the distances without zero pairs: the reference rule "
+                             "uses the mean over every pair")
+            threshold = div.reference_low_similarity_threshold(distance)
+            low = div.reference_low_similarity_mask(distance)
+            if not low.any():
+                notes.append("no query lies strictly above the 3/4 quantile of target distance (all are equally "
+                             "diverse): the reference rule's subset is empty")
         subsets.append(Subset(LOW_SIM, "low-sim", low))
-        if low.sum() == np.sum(~np.isnan(td.cos_sim)):
-            notes.append("every query has the same target similarity, so the low-similarity subset is the whole set")
         if bins:
             values = td.distance(bin_by)
             b = div.quartile_bins(values, n_bins)
@@ -268,6 +287,7 @@ def build_comparison(runs: Mapping[str, RunResult], baseline: str | None = None,
         run_ids={s: runs[s].run_id for s in names}, subsets=subsets, bins=bin_subsets, cells=cells, n_queries=n,
         n_resamples=n_resamples, seed=seed, ci_method=ci_method, show_ci=show_ci, diversity_source=source,
         bin_by=bin_by, low_sim_threshold=threshold, notes=notes, costs={s: run_cost(runs[s]) for s in names},
+        low_sim_rule=low_sim, task_scale=ref.task_info.get("scale"),
     )
 
 
@@ -367,8 +387,14 @@ def caption(comp: Comparison) -> list[str]:
     if comp.show_ci:
         lines.append("p = 1 − share of resamples with the observed sign, a one-sided share: a * next to a 95% CI "
                      "that touches 0 is possible")
+    if comp.task_scale:
+        lines.append(f"task sizes: {comp.task_scale}")
     for subset in comp.subsets:
-        if subset.name == LOW_SIM:
+        if subset.name == LOW_SIM and comp.low_sim_rule == "reference":
+            lines.append(f"low-sim = {subset.n} queries whose mean pairwise target Euclidean distance (zero distances "
+                         f"left out) is > {comp.low_sim_threshold:.4f} (3/4 quantile, nearest rank: the reference "
+                         "analysis script's rule; --low-sim paper for the paper's)")
+        elif subset.name == LOW_SIM:
             lines.append(f"low-sim = {subset.n} queries whose mean pairwise target cosine similarity is ≤ "
                          f"{comp.low_sim_threshold:.4f} (33rd percentile)")
     if comp.diversity_source:
@@ -473,6 +499,7 @@ def to_json(comp: Comparison) -> str:
         "bootstrap": {"n_resamples": comp.n_resamples, "seed": comp.seed, "alpha": ALPHA,
                       "ci_method": comp.ci_method if comp.show_ci else None},
         "low_sim_threshold": _num(comp.low_sim_threshold) if comp.low_sim_threshold is not None else None,
+        "low_sim_rule": comp.low_sim_rule, "task_scale": comp.task_scale,
         "diversity_source": comp.diversity_source, "bin_by": comp.bin_by if comp.bins else None,
         "subsets": {s.name: {"label": s.label, "n_queries": s.n} for s in comp.subsets + comp.bins},
         "notes": comp.notes, "costs": comp.costs, "rows": records(comp),

@@ -33,6 +33,20 @@ def test_compare_prints_the_table(results, capsys) -> None:
     assert "n/a" in oracle  # Δ against a baseline that scores 0 is undefined, not infinite
 
 
+def test_low_sim_rule_option_and_task_sizes(results, capsys) -> None:
+    """--low-sim reference takes the reference analysis script's subset (a quarter by Euclidean distance, 60 queries
+    → 15 strictly above the nearest-rank 3/4 quantile when no two tie); the caption names the task's sizes."""
+    capsys.readouterr()
+    assert main(["compare", "--task", TASK, "--results-dir", str(results), "--low-sim", "reference",
+                 "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["low_sim_rule"] == "reference" and doc["subsets"]["low-sim"]["n_queries"] == 15
+    assert doc["task_scale"].startswith("custom sizes (d=32, 40 train / 60 test, corpus 2,000;")
+    assert main(["compare", "--task", TASK, "--results-dir", str(results), "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "task sizes: custom sizes (d=32" in out and "low-sim = 20 queries" in out
+
+
 def test_formats_to_files(results, tmp_path, capsys) -> None:
     md, js, tex, cs, txt = (tmp_path / f"t.{ext}" for ext in ("md", "json", "tex", "csv", "txt"))
     base = ["compare", "--task", TASK, "--results-dir", str(results), "--baseline", "oracle", "--k", "10"]

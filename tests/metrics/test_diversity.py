@@ -78,6 +78,39 @@ def test_low_similarity_cut_by_hand() -> None:
         div.low_similarity_mask(np.array([np.nan, np.nan]))
 
 
+def test_reference_low_similarity_rule_by_hand() -> None:
+    """The reference analysis script's rule: mean pairwise distance strictly above the 3/4 quantile, nearest rank."""
+    import torch
+
+    dist = np.array([0.7, 0.1, 1.0, 0.4, 0.2, 0.9, 0.3, 0.6, 0.5, 0.8, np.nan])
+    # nearest rank: position 0.75 · 9 = 6.75 → the 7th smallest (0-based), 0.8; strictly above: 0.9 and 1.0
+    assert div.reference_low_similarity_threshold(dist) == pytest.approx(0.8)
+    assert np.flatnonzero(div.reference_low_similarity_mask(dist)).tolist() == [2, 5]
+    defined = torch.tensor(dist[:-1])
+    for n in range(2, 11):  # the same quantile as torch.quantile(interpolation="nearest"), for every size
+        v = defined[:n]
+        assert div.reference_low_similarity_threshold(v.numpy()) == pytest.approx(
+            float(torch.quantile(v, 0.75, interpolation="nearest")))
+    flat = np.array([1.2, 1.2 + 1e-14, 1.2 - 1e-14])
+    assert not div.reference_low_similarity_mask(flat).any()  # all equal: nothing strictly above
+
+
+def test_euclidean_without_zero_distances() -> None:
+    """q0: e1, e1, e2: distances 0, √2, √2 → mean 2√2/3 over every pair, √2 over the non-zero ones. q1: one vector
+    twice → every distance zero → undefined."""
+    emb = np.stack([E[0], E[1]])
+    td = div.target_diversity(Targets.from_nested([[[0], [0], [1]], [[1], [1]]]), emb)
+    assert td.euclidean[0] == pytest.approx(2 * math.sqrt(2) / 3)
+    assert td.euclidean_nonzero is not None and td.euclidean_nonzero[0] == pytest.approx(math.sqrt(2))
+    assert td.euclidean[1] == 0 and math.isnan(td.euclidean_nonzero[1])
+    record = div.run_record(Targets.from_nested([[[0], [0], [1]], [[1], [1]]]), emb, "vectors")
+    back = div.from_record(record)
+    assert back.euclidean_nonzero is not None and back.euclidean_nonzero[0] == pytest.approx(math.sqrt(2))
+    assert record["mean_pairwise_euclidean_nonzero"][1] is None
+    del record["mean_pairwise_euclidean_nonzero"]  # a run stored before it existed
+    assert div.from_record(record).euclidean_nonzero is None
+
+
 def test_answer_count_groups() -> None:
     m = np.array([2] * 50 + [3] * 30 + [4] * 15 + [5] * 5)
     groups = div.answer_count_groups(m, min_size=40)

@@ -46,6 +46,29 @@ def runs() -> dict[str, RunResult]:
             "copy": make_run("copy", BASE)}
 
 
+def test_reference_low_sim_rule_by_hand() -> None:
+    """--low-sim reference: distances √(2 − 2·sim) run from 1.34 (sim 0.1) to 0.45 (sim 0.9); the 3/4 quantile by
+    nearest rank is the 7th smallest of 9 (position 6), the distance of sim 0.3, and strictly above it lie the
+    queries of sim 0.1 and 0.2 — here the same direction as the paper's rule, one query fewer."""
+    rs = runs()
+    comp = build_comparison(rs, ks=[10], low_sim="reference")
+    low = next(s for s in comp.subsets if s.name == "low-sim")
+    assert np.flatnonzero(low.mask).tolist() == [0, 1]
+    assert comp.low_sim_threshold == pytest.approx(np.sqrt(2 - 2 * 0.3))
+    assert comp.low_sim_rule == "reference"
+    assert any("the diversity run predates the distances without zero pairs" in n for n in comp.notes)
+    text = render(comp, "markdown")
+    assert "3/4 quantile, nearest rank: the reference analysis script's rule" in text
+    assert json.loads(render(comp, "json"))["low_sim_rule"] == "reference"
+    with pytest.raises(BenchError, match="low-similarity rule must be one of paper, reference"):
+        build_comparison(rs, ks=[10], low_sim="median")
+    # a run that stores the distances without zero pairs is read from those
+    for run in rs.values():
+        run.extra["target_diversity"]["mean_pairwise_euclidean_nonzero"] = [float(9 - i) for i in range(9)]
+    low = next(s for s in build_comparison(rs, ks=[10], low_sim="reference").subsets if s.name == "low-sim")
+    assert np.flatnonzero(low.mask).tolist() == [0, 1]  # 9 and 8 lie above the quantile 7
+
+
 def test_whole_set_low_sim_and_delta_by_hand() -> None:
     comp = build_comparison(runs(), ks=[10], show_ci=True)
     assert comp.baseline == "single-query" and comp.systems == ["single-query", "amer", "copy"]

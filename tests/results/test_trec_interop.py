@@ -69,3 +69,35 @@ def test_export_refuses_changed_task_data(tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main(["export", "--run", str(path), "--out-dir", str(tmp_path / "t")]) == 2
     assert "data hash differs" in capsys.readouterr().err
+
+
+def test_strictly_decreasing_keeps_order_and_moves_ties_by_float32_steps() -> None:
+    from bench.results.record import strictly_decreasing
+
+    out, moved = strictly_decreasing(np.array([3.0, 2.0, 2.0, 2.0, 1.9999999, 1.0], dtype=np.float32))
+    assert moved == 3 and np.all(np.diff(out) < 0)
+    two = np.float32(2.0)
+    step = np.nextafter(two, np.float32(0))
+    assert out[2] == step and out[3] == np.nextafter(step, np.float32(0))  # one float32 step per tied score
+    assert len({f"{float(v):.9g}" for v in out}) == len(out)  # 9 significant digits tell them apart
+
+
+def test_limit_small_bm25_ties_survive_export(shared_data, tmp_path) -> None:
+    """On LIMIT-small, bm25 ties scores inside some lists (query_334 at ranks 2–3); trec_eval breaks ties its own way,
+    which turned Recall@2 97.85 into 97.80 through `bench export` + ir_measures. The written scores are strictly
+    decreasing, so ir_measures now reads our order and agrees with our Recall@k per query."""
+    results, out = tmp_path / "results", tmp_path / "trec"
+    data = ["-t", f"data_dir={shared_data / 'limit-small'}"]
+    assert main(["run", "--task", "limit-small", *data, "--retriever", "bm25", "--results-dir", str(results)]) == 0
+    assert main(["export", "--task", "limit-small", "--results-dir", str(results), "--out-dir", str(out)]) == 0
+    rec = load_run(next((results / "limit-small" / "bm25").glob("*.json")))
+    assert rec.summary["Recall@2"] == pytest.approx(0.9785)
+    assert rec.extra["trec"]["order_preserving"] and rec.extra["trec"]["nudged"] > 0  # there were ties to move
+    qrels = list(ir_measures.read_trec_qrels(str(out / "limit-small.test.qrels")))
+    run = list(ir_measures.read_trec_run(str(out / "bm25.trec")))
+    for k in (2, 10, 20):
+        theirs = {m.query_id: m.value for m in ir_measures.iter_calc([R @ k], qrels, run)}
+        np.testing.assert_allclose([theirs[q] for q in rec.query_ids], rec.per_query[f"Recall@{k}"], atol=1e-12)
+    assert ir_measures.calc_aggregate([R @ 2], qrels, run)[R @ 2] == pytest.approx(0.9785)
+    q334 = [r for r in run if r.query_id == "query_334"]
+    assert len({r.score for r in q334}) == len(q334)  # no tie left

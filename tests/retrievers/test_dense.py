@@ -23,75 +23,10 @@ from bench.registry import RETRIEVERS
 from bench.systems.context import RunContext
 from bench.systems.retriever import build_retriever
 from retrievers.dense import PRESETS, DenseModel, DenseParams, minilm_path
+from tests.support.tiny_encoders import st_folder, tiny_bert, tiny_decoder
 
 TEXTS = ["Who likes Joshua Trees?", "a much longer passage about quokkas river otters and tapirs", "short"]
 TRUST = {"trust_remote_code": True}
-
-
-def _corpus() -> list[str]:
-    return [p.query_prompt for p in PRESETS.values()] + TEXTS + ["q: d: query document"]
-
-
-def tiny_tokenizer(folder: Path) -> None:
-    """A byte-level BPE trained on the test strings, with pad / eos / unk tokens (decoder-style, no specials).
-
-    Byte-level BPE because transformers loads the tokenizer class of the model type (Qwen2Tokenizer for a qwen2
-    config), which rebuilds a byte-level BPE from the saved vocabulary and merges: the same tokens as trained here.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "</s>", "<unk>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_corpus(), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
-    fast.save_pretrained(folder)
-
-
-def tiny_bert(folder: Path) -> Path:
-    from transformers import BertConfig, BertModel
-
-    folder.mkdir(parents=True)
-    src = Path(minilm_path())
-    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(src / name, folder / name)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
-    BertModel(config).save_pretrained(folder)
-    return folder
-
-
-def tiny_decoder(folder: Path, family: str) -> Path:
-    from transformers import MistralConfig, MistralModel, Qwen2Config, Qwen2Model
-
-    folder.mkdir(parents=True)
-    tiny_tokenizer(folder)
-    vocab = len(json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"])
-    kwargs = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0, eos_token_id=1)
-    torch.manual_seed(0)
-    model = Qwen2Model(Qwen2Config(**kwargs)) if family == "qwen2" else MistralModel(MistralConfig(**kwargs))
-    model.save_pretrained(folder)
-    return folder
-
-
-def st_folder(folder: Path, base: Path, pooling: str = "mean", dense_out: int | None = None,
-              prompts: dict[str, str] | None = None) -> Path:
-    """A sentence-transformers folder (modules.json, prompts) around a tiny base model."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
-
-    torch.manual_seed(1)
-    encoder = Transformer(str(base))
-    modules = [encoder, Pooling(encoder.get_embedding_dimension(), pooling_mode=pooling)]
-    if dense_out:
-        modules.append(Dense(encoder.get_embedding_dimension(), dense_out))
-    SentenceTransformer(modules=modules, prompts=prompts, device="cpu").save(str(folder))
-    return folder
 
 
 def manual(folder: Path, texts: list[str], pooling: str, normalize: bool) -> np.ndarray:
@@ -123,6 +58,15 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "s2s_query": "Instruct: similar\nQuery: "}),
         "cls": st_folder(root / "cls", bert, pooling="cls"),
         "prompted": st_folder(root / "prompted", bert, prompts={"query": "q: ", "document": "d: "}),
+        # the config files of stella_en_1.5B_v5 (Qwen2 → mean Pooling → Dense without activation; s2p / s2s prompts)
+        # and of inf-retriever-v1 (Qwen2 → last-token Pooling → Normalize; one prompt, "query")
+        "stella-1.5b": st_folder(root / "stella-1.5b", tiny_decoder(root / "qwen2-st", "qwen2"), dense_out=24,
+                                 identity_dense=True, exact_prompts=True,
+                                 prompts={"s2p_query": PRESETS["stella-1.5b"].query_prompt,
+                                          "s2s_query": "Instruct: similar\nQuery: "}),
+        "inf-7b": st_folder(root / "inf-7b", tiny_decoder(root / "qwen2-inf", "qwen2"), pooling="lasttoken",
+                            normalize=True, exact_prompts=True,
+                            prompts={"query": PRESETS["inf-retriever-7b"].query_prompt}),
     }
 
 
@@ -239,12 +183,154 @@ def test_preset_without_local_weights_offline(tmp_path: Path, monkeypatch: pytes
 
 def test_presets_are_registered() -> None:
     names = RETRIEVERS.all()
-    for name in ("contriever", "stella", "inf-retriever", "nv-embed", "minilm", "st:"):
+    for name in ("contriever", "contriever-unsup", "stella", "stella-1.5b", "inf-retriever", "inf-retriever-7b",
+                 "nv-embed", "minilm", "st:"):
         assert names[name].kind == "dense"
         assert names[name].param_defaults()["trust_remote_code"] is False
     assert {n: p.remote_code for n, p in PRESETS.items()} == {
-        "contriever": False, "stella": True, "inf-retriever": True, "nv-embed": True, "minilm": False}
+        "contriever-unsup": False, "contriever": False, "stella": True, "stella-1.5b": True, "inf-retriever": True,
+        "inf-retriever-7b": True, "nv-embed": True, "minilm": False}
     assert all(p.source for p in PRESETS.values())
+
+
+# ------------------------------------------------------------------------- the presets the reference code and paper use
+def _pooled(folder: Path, texts: list[str], pooling: str) -> torch.Tensor:
+    """Mean or last-token pooled last hidden states of a base model folder, one text at a time (no padding)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        hidden = [model(**tok(t, return_tensors="pt")).last_hidden_state[0] for t in texts]
+    return torch.stack([h.mean(0) if pooling == "mean" else h[-1] for h in hidden])
+
+
+def test_contriever_unsup_mean_pooling_dot_product_recorded(models: dict[str, Path]) -> None:
+    m = dense("contriever-unsup", models["bert"])
+    assert (m.st_config, m.pooling, m.normalize, m.query_prompt, m.document_prompt) == (False, "mean", False, "", "")
+    got = m.encode(TEXTS, m.query_prompt)
+    np.testing.assert_allclose(got, _pooled(models["bert"], TEXTS, "mean").numpy(), atol=2e-5)
+    info = m.info()
+    assert info["model_id"] == "facebook/contriever" and info["preset_revision"].startswith("2bd46a2")
+    assert info["similarity"] == "dot" and info["harness_similarity"] == "cosine"  # the card's, and ours: both
+
+
+def test_stella_cpu_settings_reach_the_model_config(models: dict[str, Path], tmp_path: Path) -> None:
+    """stella_en_400M_v5's config turns memory-efficient attention and unpadding on (its 'new' architecture reads
+    them); the preset turns both off on the CPU, as its card says to."""
+    folder = shutil.copytree(models["stella"], tmp_path / "stella")
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "use_memory_efficient_attention": True,
+                                                    "unpad_inputs": True}))
+    m = dense("stella", folder, **TRUST)
+    assert m.config_overrides() == {"use_memory_efficient_attention": False, "unpad_inputs": False}
+    config = m.model()[0].auto_model.config
+    assert config.use_memory_efficient_attention is False and config.unpad_inputs is False
+    assert m.info()["config_overrides"] == m.config_overrides()
+    assert dense("stella-1.5b", models["stella-1.5b"], **TRUST).config_overrides() == {}  # a Qwen2: none to set
+
+
+def test_stella_1_5b_s2p_prompt_mean_pooling_and_dense(models: dict[str, Path]) -> None:
+    folder = models["stella-1.5b"]
+    with pytest.raises(BenchError, match="trust_remote_code=true"):
+        dense("stella-1.5b", folder)
+    m = dense("stella-1.5b", folder, **TRUST)
+    assert m.st_config and (m.pooling, m.normalize) == ("mean", False)
+    assert (m.query_prompt, m.query_prompt_source) == (PRESETS["stella-1.5b"].query_prompt, "model config (s2p_query)")
+    assert m.document_prompt == ""
+    from safetensors.torch import load_file
+
+    dense_dir = next(p for p in folder.iterdir() if p.name.endswith("_Dense"))
+    weights = load_file(dense_dir / "model.safetensors")
+    w, b = weights["linear.weight"], weights["linear.bias"]
+    q = m.encode(TEXTS, m.query_prompt)
+    expect = _pooled(folder, [m.query_prompt + t for t in TEXTS], "mean") @ w.T + b  # mean → Dense, no activation
+    np.testing.assert_allclose(q, expect.numpy(), atol=2e-5)
+    d = m.encode(TEXTS, m.document_prompt)
+    np.testing.assert_allclose(d, (_pooled(folder, TEXTS, "mean") @ w.T + b).numpy(), atol=2e-5)
+    info = m.info()
+    assert info["similarity"] == "cosine" and info["model_id"] == "NovaSearch/stella_en_1.5B_v5"
+
+
+def test_inf_retriever_7b_query_prompt_last_token_normalised(models: dict[str, Path]) -> None:
+    folder = models["inf-7b"]
+    m = dense("inf-retriever-7b", folder, **TRUST)
+    assert m.st_config and (m.pooling, m.normalize) == ("lasttoken", True)
+    assert (m.query_prompt, m.query_prompt_source) == (PRESETS["inf-retriever-7b"].query_prompt, "model config (query)")
+    q = m.encode(TEXTS, m.query_prompt)
+    expect = torch.nn.functional.normalize(_pooled(folder, [m.query_prompt + t for t in TEXTS], "last"), dim=1)
+    np.testing.assert_allclose(q, expect.numpy(), atol=2e-5)
+    assert m.info()["similarity"] == "cosine" and m.info()["model_id"] == "infly/inf-retriever-v1"
+
+
+def test_nv_embed_takes_the_task_instruction(models: dict[str, Path]) -> None:
+    from rich.console import Console
+
+    from tasks.ambigqa import NQ_INSTRUCTION
+
+    retriever = build_retriever("nv-embed", {"model_path": str(models["mistral"]), "device": "cpu",
+                                             "trust_remote_code": True})
+    data = text_task()
+    data.info["instruction"] = NQ_INSTRUCTION
+    console = Console(file=__import__("io").StringIO(), width=300)
+    q = retriever.encode_queries(data.split("test"), RunContext(task=data, corpus_embeddings=None, index=None,
+                                                                console=console))
+    prompt = "Instruct: Given a question, retrieve Wikipedia passages that answer the question\nQuery: "
+    assert retriever.dense.query_prompt == prompt  # mteb's NQ wording in the model's template
+    assert retriever.dense.query_prompt_source == "task instruction (t) in the preset's template"
+    expect = manual(models["mistral"], [prompt + t + "</s>" for t in TEXTS], "mean", True)
+    np.testing.assert_allclose(q[:, 0], expect, atol=2e-5)
+    assert "nv-embed: query prompt 'Instruct: Given a question, retrieve Wikipedia passages" in console.file.getvalue()
+    # an explicit prompt wins over the task's instruction; a task without one keeps the model card's
+    fixed = build_retriever("nv-embed", {"model_path": str(models["mistral"]), "device": "cpu",
+                                         "trust_remote_code": True, "query_prompt": "Q: "})
+    fixed.dense.for_task(NQ_INSTRUCTION, "ambigqa")
+    assert fixed.dense.query_prompt == "Q: "
+    plain = dense("nv-embed", models["mistral"], **TRUST)
+    plain.for_task(None, "limit-small")
+    assert plain.query_prompt == PRESETS["nv-embed"].query_prompt and plain.query_prompt_source == "preset"
+
+
+def test_st_refuses_to_guess_among_several_query_prompts(models: dict[str, Path]) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    folder = models["stella-1.5b"]
+    with pytest.raises(BenchError, match=r"several query prompts \(s2p_query, s2s_query\).*-r prompt_name=NAME"):
+        build_retriever(f"st:{folder}", {"device": "cpu"})
+    # a folder saved by sentence-transformers 6 adds an empty "query" prompt: it does not hide the named ones
+    with pytest.raises(BenchError, match=r"several query prompts \(s2p_query, s2s_query\)"):
+        build_retriever(f"st:{models['stella']}", {"device": "cpu"})
+    with pytest.raises(BenchError, match=r"no prompt named 'p2p' \(its prompts: s2p_query, s2s_query\)"):
+        build_retriever(f"st:{folder}", {"device": "cpu", "prompt_name": "p2p"})
+    r = build_retriever(f"st:{folder}", {"device": "cpu", "prompt_name": "s2s_query"})
+    assert r.dense.query_prompt_source == "model config (s2s_query, parameter prompt_name)"
+    ref = SentenceTransformer(str(folder), device="cpu")
+    np.testing.assert_array_equal(r.dense.encode(TEXTS, r.dense.query_prompt),
+                                  ref.encode(TEXTS, prompt_name="s2s_query"))
+    # a model with one query prompt, whatever its name, uses it and says so
+    one = build_retriever(f"st:{models['inf-7b']}", {"device": "cpu"})
+    assert one.dense.query_prompt_source == "model config (query)"
+    assert one.dense.prompt_line().startswith(f"st:{models['inf-7b']}: query prompt 'Instruct: Given a web search")
+
+
+def test_st_run_on_limit_small_names_its_prompt(models: dict[str, Path], shared_data: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`bench run --task limit-small --retriever st:<stella-like folder>` refuses to guess between s2p_query and
+    s2s_query; with -r prompt_name it runs and prints one line naming the prompt it used."""
+    from bench.cli import main
+
+    folder = models["stella-1.5b"]
+    base = ["run", "--task", "limit-small", "-t", f"data_dir={shared_data / 'limit-small'}", "--retriever",
+            f"st:{folder}", "-r", "device=cpu", "--results-dir", str(tmp_path)]
+    capsys.readouterr()
+    assert main(base) == 2
+    assert "several query prompts (s2p_query, s2s_query)" in capsys.readouterr().err
+    assert main([*base, "-r", "prompt_name=s2p_query"]) == 0
+    err = capsys.readouterr().err
+    assert "query prompt 'Instruct: Given a web search query, retrieve relevant passages that answer the query." in err
+    assert "from model config (s2p_query, parameter prompt_name)" in err
+    rec = json.loads(next(tmp_path.rglob("*.json")).read_text())
+    assert rec["retriever_info"]["query_prompt_source"] == "model config (s2p_query, parameter prompt_name)"
 
 
 def text_task(n: int = 3) -> TaskData:

@@ -42,7 +42,8 @@ def mteb():  # noqa: ANN201
     return pytest.importorskip("mteb", reason="mteb is in the dev extra: pip install -e '.[dev]'")
 
 
-@pytest.mark.parametrize("preset", ["contriever", "stella", "inf-retriever", "nv-embed"])
+@pytest.mark.parametrize("preset", ["contriever", "stella", "stella-1.5b", "inf-retriever", "inf-retriever-7b",
+                                    "nv-embed"])
 def test_presets_agree_with_the_mteb_registry(mteb, preset: str) -> None:  # noqa: ANN001
     p = PRESETS[preset]
     meta = mteb.get_model_meta(p.model_id)
@@ -96,3 +97,45 @@ def test_query_dimension_check(mteb, tmp_path: Path) -> None:  # noqa: ANN001
     index.path = tmp_path / "x.faiss"
     with pytest.raises(BenchError, match=r"x.faiss: field 'dim': the index holds 8-dim vectors"):
         retriever.encode_queries(split, RunContext(task=data, corpus_embeddings=index.vectors(), index=index))
+
+
+def test_prompt_name_and_refusal_with_several_query_prompts(mteb, tmp_path: Path) -> None:  # noqa: ANN001
+    """A model whose config names s2p_query and s2s_query (as stella's does): mteb picks neither for NQ, so the wrapper
+    refuses to drop them silently; -r prompt_name=s2p_query encodes queries with that prompt, says so and records it."""
+    import io
+    import json
+
+    from rich.console import Console
+    from sentence_transformers import SentenceTransformer
+
+    from tests.support.tiny_encoders import st_folder, tiny_bert
+
+    folder = st_folder(tmp_path / "st", tiny_bert(tmp_path / "bert"), exact_prompts=True,
+                       prompts={"s2p_query": "Instruct: passages\nQuery: ", "s2s_query": "Instruct: similar\nQuery: "})
+    assert json.loads((folder / "config_sentence_transformers.json").read_text())["prompts"].keys() == {
+        "s2p_query", "s2s_query"}
+    with pytest.raises(BenchError, match=r"names query prompts \(s2p_query, s2s_query\) and mteb picks none of them "
+                                         r"for task NQ: choose one with -r prompt_name=NAME"):
+        build_retriever(f"mteb:{MINILM}", {"model_path": str(folder), "device": "cpu"}).model()
+    with pytest.raises(BenchError, match="no prompt named 'x'"):
+        build_retriever(f"mteb:{MINILM}", {"model_path": str(folder), "device": "cpu", "prompt_name": "x"}).model()
+    retriever = build_retriever(f"mteb:{MINILM}", {"model_path": str(folder), "device": "cpu",
+                                                   "prompt_name": "s2p_query"})
+    data = build_task("limit-small").load()
+    split = data.split("test").subset(np.arange(3))
+    console = Console(file=io.StringIO(), width=300)
+    q = retriever.encode_queries(split, RunContext(task=data, corpus_embeddings=None, index=None, console=console))
+    ref = SentenceTransformer(str(folder), device="cpu")
+    np.testing.assert_allclose(q[:, 0], ref.encode(list(split.texts), prompt_name="s2p_query"), atol=1e-6)
+    assert "query prompt 'Instruct: passages\\nQuery: ' from model config (s2p_query, parameter prompt_name)" \
+        in console.file.getvalue()
+    info = retriever.info()
+    assert info["query_prompt"] == "Instruct: passages\nQuery: "
+    # documents keep mteb's choice (none here)
+    np.testing.assert_allclose(retriever.encode(["a passage"], "document"), ref.encode(["a passage"]), atol=1e-6)
+
+
+def test_mteb_says_which_prompt_it_used_without_prompts(mteb) -> None:  # noqa: ANN001
+    retriever = build_retriever(f"mteb:{MINILM}", {"model_path": minilm_path(), "device": "cpu"})
+    retriever.model()
+    assert retriever.query_prompt == "" and retriever.query_prompt_source == "none (mteb picks no prompt for task NQ)"

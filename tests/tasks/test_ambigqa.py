@@ -147,3 +147,67 @@ def test_own_ambignq_files_need_a_named_corpus(tmp_path):
     assert default_corpus(path, "ambigqa")[1:] == (label, tag)  # the stand-in named by its path is still the stand-in
     data = build_task("ambigqa", [f"data_dir={folder}", f"corpus={corpus}", "dense=none"]).load()
     assert data.info["corpus_tag"] == f"psgs-{data.corpus.fingerprint[:8]}"
+# ------------------------------------------------------------------------ the reference's matcher and answer cap
+def test_dpr_tokens_keep_punctuation_and_articles():
+    """DPR's has_answer tokens (written from its published description): NFD, runs of letters / digits / combining
+    marks, every other non-space, non-control character on its own, lower case."""
+    from bench.data.answers import dpr_form, dpr_tokens
+
+    assert dpr_tokens("AC/DC") == ["ac", "/", "dc"] and normalise("AC/DC") == "ac dc"
+    assert dpr_tokens("The Beatles") == ["the", "beatles"] and normalise("The Beatles") == "beatles"
+    assert dpr_tokens("U.S.\tArmy\n") == ["u", ".", "s", ".", "army"]
+    assert dpr_tokens("Café") == ["cafe\u0301"]  # NFD: the accent is a combining mark inside the token
+    assert dpr_form("Rio-de-Janeiro") == "rio - de - janeiro"
+    # a token sequence, not a substring: "19723" does not contain the token "1972"; "1972." does
+    assert contains_alias(dpr_form("in December 1972."), dpr_form("1972"))
+    assert not contains_alias(dpr_form("in 19723"), dpr_form("1972"))
+    assert not contains_alias(dpr_form("Rio de Janeiro"), dpr_form("Rio-de-Janeiro"))
+
+
+CAP_TRAIN = [
+    qa("u1", "Who won the World Cup in 2018 and 2014?", ["France"], ["Germany"]),
+    qa("u2", "Where were the Olympics held in 2012 and 2016?", ["London"], ["Rio-de-Janeiro"]),  # hyphens: ours only
+    qa("u3", "Which World Cup teams of 2014 and 2018 and Summer Olympics hosts of 2012 and 2016?", ["France"],
+       ["Croatia"], ["Germany"], ["London"], ["Rio de Janeiro"], ["Brazil"]),  # six answers: dropped by max_answers=5
+]
+CAP_DEV = [
+    qa("v1", "Which teams reached the World Cup final in 2018?", ["France"], ["Croatia"]),
+    qa("v2", "Where were the 2012 and 2016 Summer Olympics?", ["London"], ["Rio de Janeiro"]),
+]
+
+
+@pytest.mark.parametrize(("extra", "gold", "capped", "matching"), [
+    ([], 3, None, "token-bounded"),
+    (["max_answers=5"], 3, 2, "token-bounded"),
+    (["matcher=dpr"], 2, None, "DPR has_answer"),
+    (["matcher=dpr", "max_answers=5"], 2, 1, "DPR has_answer"),
+])
+def test_reference_matcher_and_answer_cap(tmp_path, extra, gold, capped, matching):
+    folder, corpus = write_fixture(tmp_path, CAP_TRAIN, CAP_DEV)
+    data = build_task("ambigqa", [f"data_dir={folder}", f"corpus={corpus}", "dense=none", "val_fraction=0",
+                                  *extra]).load()
+    steps = data.info["steps"]["train"]
+    assert steps["every answer has a gold passage"] == gold
+    assert steps.get("≤ 5 answers (max_answers)") == capped
+    assert data.info["gold_mapping"]["matcher"] == ("dpr" if "matcher=dpr" in extra else "harness")
+    assert matching in data.info["gold_mapping"]["normalisation"]
+    n_test = sum(len(s) for s in data.splits.values())
+    assert n_test == (capped if capped is not None else gold) + data.info["steps"]["dev"][
+        "every answer has a gold passage"]
+    assert data.info["instruction"] == "Given a question, retrieve Wikipedia passages that answer the question"
+
+
+def test_matcher_and_cap_are_validated_and_default_keeps_its_key(tmp_path):
+    folder, corpus = write_fixture(tmp_path, TRAIN, DEV)
+    base = [f"data_dir={folder}", f"corpus={corpus}", "dense=none"]
+    with pytest.raises(BenchError, match="matcher must be one of harness, dpr"):
+        build_task("ambigqa", [*base, "matcher=exact"])
+    with pytest.raises(BenchError, match="max_answers must be ≥ 2"):
+        build_task("ambigqa", [*base, "max_answers=1"])
+    from tasks.multianswer import MappingParams
+
+    assert "matcher" not in MappingParams().key() and MappingParams(matcher="dpr").key()["matcher"] == "dpr"
+    a = build_task("ambigqa", base).load()
+    b = build_task("ambigqa", [*base, "matcher=harness"]).load()
+    c = build_task("ambigqa", [*base, "matcher=dpr"]).load()
+    assert a.info["prepared"] == b.info["prepared"] != c.info["prepared"]

@@ -1,6 +1,10 @@
 """`llm` query expansion: an LLM lists diverse, distinct keywords for a multi-answer question; the query becomes the
 question followed by the keywords (docs/architecture.md §6; the paper used GPT-4.1-mini).
 
+Query format (`query_format`): `harness` (default) — the question, a space, then the parsed keywords joined by
+", " (`expanded_query`); `reference` — the reference implementation's `Question: {question} \nRelevant Keywords:
+{reply}` (a space before the line break; the reply as the model wrote it, unparsed: `reference_query`).
+
 Any OpenAI-compatible chat endpoint works (bench/llm/client.py): OpenAI's, or the offline SmolLM2-135M-Instruct
 behind `transformers serve` (README, "Query expansion and a local LLM endpoint"). Replies are cached on disk, so a
 rerun makes no request. Replies are parsed leniently (`parse_keywords`): small models write numbered or bulleted
@@ -87,6 +91,15 @@ def expanded_query(question: str, keywords: list[str]) -> str:
     return f"{question.strip()} {', '.join(keywords)}".strip() if keywords else question
 
 
+def reference_query(question: str, reply: str) -> str:
+    """The reference implementation's expanded query: "Question: ", the question, " \n", "Relevant Keywords: ",
+    then the LLM's reply verbatim."""
+    return f"Question: {question} \nRelevant Keywords: {reply}"
+
+
+QUERY_FORMATS = ("harness", "reference")
+
+
 class LLMExpander(Expander):
     """Shared machinery of the LLM expanders: ask the endpoint (through the reply cache, with a progress bar), parse
     each reply into items, turn the items into the query's texts, and record per split what the parsing gave.
@@ -105,8 +118,8 @@ class LLMExpander(Expander):
         """The items of one reply (keywords, sub-questions)."""
         raise NotImplementedError
 
-    def texts_of(self, question: str, items: list[str]) -> list[str]:
-        """The query's texts, given its items (at least one)."""
+    def texts_of(self, question: str, items: list[str], reply: str = "") -> list[str]:
+        """The query's texts, given its items and the reply they were parsed from (at least one text)."""
         raise NotImplementedError
 
     def split_stats(self, items: list[list[str]], texts: list[list[str]]) -> dict[str, Any]:
@@ -116,7 +129,7 @@ class LLMExpander(Expander):
     def expand(self, texts: list[str], split: Split, ctx: RunContext) -> list[list[str]]:
         replies = self.ask(texts, ctx)
         items = [self.parse(q, r) for q, r in zip(texts, replies, strict=True)]
-        out = [self.texts_of(q, i) for q, i in zip(texts, items, strict=True)]
+        out = [self.texts_of(q, i, r) for q, i, r in zip(texts, items, replies, strict=True)]
         self.record_split(split, texts, **self.split_stats(items, out))
         return out
 
@@ -150,6 +163,12 @@ class KeywordParams(LLMOptions):
 
     max_keywords: int = field(default=10, metadata={"min": 1})
     max_tokens: int = 64  # ten keywords fit; a small model that loops is cut short
+    query_format: str = "harness"  # harness: `question kw1, kw2`; reference: `Question: q \nRelevant Keywords: reply`
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.query_format not in QUERY_FORMATS:
+            raise ValueError(f"query_format must be one of {', '.join(QUERY_FORMATS)}, got {self.query_format!r}")
 
 
 @register_expander("llm", description="LLM keyword expansion: question + comma-separated diverse keywords "
@@ -160,7 +179,9 @@ class KeywordExpander(LLMExpander):
     def parse(self, question: str, reply: str) -> list[str]:
         return parse_keywords(reply, question, self.params.max_keywords)
 
-    def texts_of(self, question: str, items: list[str]) -> list[str]:
+    def texts_of(self, question: str, items: list[str], reply: str = "") -> list[str]:
+        if self.params.query_format == "reference":
+            return [reference_query(question, reply)]
         return [expanded_query(question, items)]
 
     def split_stats(self, items: list[list[str]], texts: list[list[str]]) -> dict[str, Any]:

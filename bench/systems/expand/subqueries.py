@@ -78,7 +78,7 @@ class SubqueryExpander(LLMExpander):
     def parse(self, question: str, reply: str) -> list[str]:
         return parse_subqueries(reply, self.params.m, question)
 
-    def texts_of(self, question: str, items: list[str]) -> list[str]:
+    def texts_of(self, question: str, items: list[str], reply: str = "") -> list[str]:
         if not items:  # no usable line: the question itself, so every query keeps a text
             return [question]
         return [question, *items] if self.params.include_question else items

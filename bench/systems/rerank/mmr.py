@@ -16,6 +16,10 @@ reranking for reordering documents and producing summaries", SIGIR 1998.
   selected one (negative cosine) carries no redundancy, it gets no bonus, and an empty S costs nothing. So the
   score a selected document keeps, its MMR value at selection, never increases along the list (the redundancy of
   every candidate only grows), and equal values are broken by the lower corpus row;
+- `variant=reference` is the reference implementation's form (docs/fidelity.md): the relevance is sim(d, q) divided by
+  the query's top candidate relevance max_{d' ∈ C} sim(d', q) (by 1 when that is ≤ 0), and the redundancy is not
+  clamped, so a document unlike every selected one gains from it. The redundancy of an empty S is then taken as −1,
+  the least a cosine can be: the first pick is the same, and the selected values still never increase;
 - λ = 1 has no diversity term: by definition the base system's own ranking, returned unchanged (scores included);
 - λ is tuned on validation queries among `grid` (default 0.5, 0.75, 0.9) by the mean of `metric` over the re-ranked
   lists (default: MRECALL at the run's smallest cutoff; `-r mmr.metric=Recall@10` to choose); among equal values the
@@ -44,6 +48,7 @@ if TYPE_CHECKING:
     from bench.systems.context import RunContext
 
 _BATCH_BYTES = 4 << 20
+VARIANTS = ("harness", "reference")
 
 
 @dataclass(frozen=True)
@@ -52,8 +57,11 @@ class MMRParams:
     grid: tuple[float, ...] = (0.5, 0.75, 0.9)
     depth: int = 500  # base candidates re-ranked per query
     metric: str = ""  # what λ is tuned for, e.g. Recall@10; "" = MRECALL at the run's smallest cutoff
+    variant: str = "harness"  # harness: raw cosine, redundancy clamped at 0; reference: relevance ÷ top, no clamp
 
     def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         for v in (self.grid if self.lam is None else (self.lam,)):
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"λ must be in [0, 1], got {v}")
@@ -78,8 +86,20 @@ def query_similarity(doc_vecs: np.ndarray, queries: QueryVectors, idx: np.ndarra
     return sims.max(axis=2).astype(np.float32)
 
 
+def relevance(doc_vecs: np.ndarray, queries: QueryVectors, idx: np.ndarray, valid: np.ndarray,
+              variant: str = "harness") -> tuple[np.ndarray, float]:
+    """The relevance term sim(d, q) of candidates (b, C) and the redundancy of an empty selection: the raw cosine
+    and 0 (harness: the redundancy is clamped at 0), or the cosine ÷ the query's top candidate cosine (1 when that
+    is ≤ 0) and −1 (reference: no clamp; −1 is the least a cosine can be)."""
+    sim = query_similarity(doc_vecs, queries, idx)
+    if variant == "harness":
+        return sim, 0.0
+    top = np.where(valid, sim, -np.inf).max(axis=1, keepdims=True)
+    return (sim / np.where(top > 0, top, np.float32(1))).astype(np.float32), -1.0
+
+
 def mmr(cands: Candidates, queries: QueryVectors, docs: DocumentVectors, lam: float,
-        out_depth: int | None = None) -> Candidates:
+        out_depth: int | None = None, variant: str = "harness") -> Candidates:
     """MMR-re-ranked candidates (the top `out_depth` of the greedy order; all candidates by default)."""
     if lam == 1.0:
         return cands.truncate(out_depth) if out_depth else cands
@@ -95,8 +115,9 @@ def mmr(cands: Candidates, queries: QueryVectors, docs: DocumentVectors, lam: fl
         rows = cands.rows[idx]  # (b, C)
         valid = rows >= 0
         vecs = docs.gather(rows)  # (b, C, d), zeros on padding
-        rel = lam32 * query_similarity(vecs, queries, idx)  # (b, C)
-        max_sim = np.zeros(rows.shape, dtype=np.float32)
+        sim, empty = relevance(vecs, queries, idx, valid, variant)
+        rel = lam32 * sim  # (b, C)
+        max_sim = np.full(rows.shape, empty, dtype=np.float32)  # a running max from `empty`: 0 is the clamp
         taken = ~valid
         b = len(idx)
         ar = np.arange(b)
@@ -138,7 +159,8 @@ class MMRReranker(Reranker):
             raise BenchError("mmr needs query and document vectors to tune λ")
         scores: dict[float, float] = {}
         for lam in self.params.grid:
-            scores[float(lam)] = data.evaluate(mmr(data.candidates, data.queries, docs, float(lam), keep))
+            scores[float(lam)] = data.evaluate(mmr(data.candidates, data.queries, docs, float(lam), keep,
+                                                   self.params.variant))
         best = max(scores.values())
         self.lam = max(lam for lam, v in scores.items() if v == best)
         self.tuning = {"lambda": self.lam, "metric": data.metric, "grid": {str(k): v for k, v in scores.items()}}
@@ -150,7 +172,7 @@ class MMRReranker(Reranker):
             raise BenchError("re-ranker 'mmr' needs document embeddings: the retriever has none (e.g. bm25)")
         if self.lam is None:
             raise BenchError("mmr: λ was neither given (-r mmr.λ=…) nor tuned")
-        return mmr(cands.truncate(self.depth), queries, docs, self.lam, keep)
+        return mmr(cands.truncate(self.depth), queries, docs, self.lam, keep, self.params.variant)
 
     def info(self) -> dict[str, Any]:
-        return {"lambda": self.lam, "q": "max over the query's vectors of cos(d, q_j)"}
+        return {"lambda": self.lam, "q": "max over the query's vectors of cos(d, q_j)", "variant": self.params.variant}

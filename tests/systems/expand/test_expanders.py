@@ -12,7 +12,7 @@ import pytest
 from bench.errors import BenchError
 from bench.index.bm25 import BM25Index, BM25Params
 from bench.params import parse_params
-from bench.systems.expand.llm import KeywordParams, clean_item, expanded_query, parse_keywords
+from bench.systems.expand.llm import KeywordParams, clean_item, expanded_query, parse_keywords, reference_query
 from bench.systems.expand.prf import PRFParams, SurfaceForms, expansion_text, repetitions, rm3
 from bench.systems.expand.subqueries import SubqueryParams, parse_subqueries
 from tests.support.openai_server import OpenAIServer, question_of
@@ -39,6 +39,10 @@ def test_keywords_label_limit_and_empty() -> None:
 def test_expanded_query() -> None:
     assert expanded_query("Who sang it?", ["a", "b c"]) == "Who sang it? a, b c"
     assert expanded_query("Who sang it?", []) == "Who sang it?"
+    # the reference implementation's format: a space before the line break, the reply unparsed
+    assert reference_query("Who sang it?", "1. a\n2. b c") == "Question: Who sang it? \nRelevant Keywords: 1. a\n2. b c"
+    with pytest.raises(BenchError, match="query_format must be one of harness, reference"):
+        parse_params(KeywordParams, "expander llm", ["query_format=json"])
 
 
 def test_subqueries_numbered_labelled_and_several_per_line() -> None:
@@ -196,6 +200,12 @@ def test_llm_expansion_run_caches_and_records(shared_data: Path, tmp_path: Path)
         q = data.split("test").texts[0]
         ctx = RunContext(task=data, corpus_embeddings=None, index=None)
         assert system.expander.expand([q], data.split("test"), ctx) == [[f"{q} kw{len(q)}, hobby"]]
+        # -r llm.query_format=reference: the reference implementation's query around the same (cached) reply
+        ref = build_system("minilm+llm(model=test-model)", [f"llm.base_url={server.base_url}",
+                                                            "llm.query_format=reference"])
+        assert ref.name == "minilm+llm(model=test-model,query_format=reference)"
+        assert ref.expander.expand([q], data.split("test"), ctx) == [
+            [f"Question: {q} \nRelevant Keywords: {keyword_reply([{'content': 'Question: ' + q}])}"]]
 
 
 def test_subqueries_run_fuses_m_lists(shared_data: Path, tmp_path: Path) -> None:

@@ -41,17 +41,23 @@ def test_lambda_one_is_the_base_ranking_exactly() -> None:
     assert np.array_equal(out.rows, base.rows) and np.array_equal(out.scores, base.scores)
 
 
-def _reference(rows: list[int], qvecs: np.ndarray, docs: np.ndarray, lam: float) -> list[int]:
-    """The MMR formula, one candidate at a time (float64): the greedy order of `rows`."""
+def _reference(rows: list[int], qvecs: np.ndarray, docs: np.ndarray, lam: float,
+               variant: str = "harness") -> list[int]:
+    """The MMR formula, one candidate at a time (float64): the greedy order of `rows`. harness: raw relevance,
+    redundancy clamped at 0; reference: relevance ÷ the top candidate's, redundancy unclamped (the first pick is the
+    most relevant)."""
     unit = docs / np.linalg.norm(docs, axis=1, keepdims=True)
     q = qvecs / np.linalg.norm(qvecs, axis=1, keepdims=True)
     chosen: list[int] = []
     left = [r for r in rows if r >= 0]
+    top = max(max(float(unit[d] @ qj) for qj in q) for d in left)
+    scale = top if variant == "reference" and top > 0 else 1.0
     while left:
         best, best_val = None, -np.inf
         for d in sorted(left):
-            rel = max(float(unit[d] @ qj) for qj in q)
-            red = max([0.0] + [float(unit[d] @ unit[s]) for s in chosen])  # redundancy clamped at 0
+            rel = max(float(unit[d] @ qj) for qj in q) / scale
+            sims = [float(unit[d] @ unit[s]) for s in chosen]
+            red = max([0.0] + sims) if variant == "harness" else max(sims, default=0.0)
             val = lam * rel - (1 - lam) * red
             if val > best_val + 1e-6:
                 best, best_val = d, val
@@ -78,6 +84,38 @@ def test_vectorised_equals_the_formula_with_multi_vector_queries_and_padding() -
         expect = _reference(rows[i].tolist(), vecs[i][mask[i]], docs, 0.7)
         got = [r for r in out.rows[i].tolist() if r >= 0]
         assert got == expect
+
+
+def test_reference_variant_by_hand_and_against_the_formula() -> None:
+    """variant=reference (the reference implementation's MMR): relevance ÷ the query's top relevance, no clamp.
+    By hand at λ = 0.5 on BASE: relevances 1, 1, 0.75; step 1 picks d0 with 0.5·1 − 0.5·(−1) = 1 (an empty
+    selection's redundancy is −1); step 2: d1 = 0.5 − 0.5·1 = 0, d2 = 0.375 − 0.5·0 = 0.375."""
+    out = mmr(BASE, QUERY, DOCS, 0.5, variant="reference")
+    assert out.rows.tolist() == [[0, 2, 1]] and out.scores[0].tolist() == pytest.approx([1.0, 0.375, 0.0])
+    out.check()
+    rng = np.random.default_rng(5)
+    n, c, d = 8, 14, 5
+    docs = rng.standard_normal((60, d)).astype(np.float32)
+    rows = np.stack([rng.permutation(60)[:c] for _ in range(n)])
+    rows[3, 10:] = -1
+    scores = np.where(rows >= 0, -np.arange(c, dtype=np.float32)[None, :], -np.inf)
+    vecs = rng.standard_normal((n, 2, d)).astype(np.float32)
+    from bench.index import l2_normalise
+
+    store = ArrayDocuments(l2_normalise(docs))
+    q = QueryVectors.dense(vecs)
+    ref = mmr(Candidates(rows, scores), q, store, 0.5, variant="reference")
+    ours = mmr(Candidates(rows, scores), q, store, 0.5)
+    ref.check()
+    differ = 0
+    for i in range(n):
+        got = [r for r in ref.rows[i].tolist() if r >= 0]
+        assert got == _reference(rows[i].tolist(), vecs[i], docs, 0.5, "reference")
+        differ += got != [r for r in ours.rows[i].tolist() if r >= 0]
+    assert differ > 0  # the two forms order these lists differently
+    with pytest.raises(ValueError, match="variant must be one of harness, reference"):
+        MMRParams(variant="normalised")
+    assert MMRReranker(MMRParams(lam=0.5, variant="reference"), "mmr").info()["variant"] == "reference"
 
 
 def test_tuning_picks_the_lambda_with_the_best_validation_mrecall() -> None:
