@@ -133,10 +133,8 @@ class QueryEncoder(nn.Module):
         (fewer targets than m) feed their prediction. `prefix_mask` (B, P) marks real positions of a left-padded
         prefix; None means every position is real.
         """
-        from transformers.cache_utils import DynamicCache
-
         b = prefix.shape[0]
-        cache = DynamicCache()
+        cache = self._new_cache()
         mask = prefix_mask
         positions = None
         if mask is not None:
@@ -165,6 +163,17 @@ class QueryEncoder(nn.Module):
                 mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)
                 positions = positions[:, -1:] + 1
         return torch.stack(outs, dim=1)
+
+    def _new_cache(self) -> Any:
+        """An empty key/value cache for the backbone: the plain one of `tiny` (no `transformers` import, none of
+        its per-call bookkeeping), else `transformers`' DynamicCache."""
+        from bench.models.tiny import TinyCache, TinyModel
+
+        if isinstance(self.backbone, TinyModel):
+            return TinyCache()
+        from transformers.cache_utils import DynamicCache
+
+        return DynamicCache()
 
     @torch.no_grad()
     def generate(self, x: torch.Tensor | dict[str, torch.Tensor], m: int) -> torch.Tensor:
