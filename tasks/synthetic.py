@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import erf
 
 from bench.data.task import Corpus, Split, Targets, Task, TaskData
 from bench.params import positive
@@ -111,6 +110,8 @@ def orthogonal_rotations(rng: np.random.Generator, d: int) -> tuple[np.ndarray, 
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
+    from scipy.special import erf  # here: `bench list tasks` loads no scipy
+
     return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
 
 

@@ -7,6 +7,7 @@ import io
 import shutil
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -14,9 +15,10 @@ from rich.console import Console
 from bench.cli import options as opt
 from bench.cli.app import app
 from bench.errors import BenchError
-from bench.metrics import parse_ks
-from bench.results.record import RunResult, find_runs, load_run, system_folder
 from bench.storage.atomic import atomic_open, atomic_path
+
+if TYPE_CHECKING:
+    from bench.results.record import RunResult
 
 out = Console()
 err = Console(stderr=True)
@@ -51,6 +53,8 @@ def collect_runs(task: str | None, results_dir: Path,
                  run_files: list[Path] | None) -> dict[str, tuple[RunResult, Path]]:
     """label → (run, path): the given run files, or the newest run of each system on `task` under results_dir. The
     label is the system's canonical name (a plain retriever name for runs made before systems had names)."""
+    from bench.results.record import find_runs, load_run  # here: `bench --help` reads no run records
+
     found: dict[str, tuple[RunResult, Path]] = {}
     if run_files:
         for path in run_files:
@@ -98,7 +102,7 @@ def compare_cmd(
 ) -> None:
     """Compare systems on one task: MRECALL@k on the whole test set and the low-similarity subset, Δ vs a baseline,
     * where a paired bootstrap gives p < 0.05. Refuses runs of different queries, corpora or splits."""
-    from bench.metrics import measure_name
+    from bench.metrics import measure_name, parse_ks
     from bench.results.report import build_comparison, render, to_rich
 
     runs = {label: rec for label, (rec, _) in collect_runs(task, results_dir, run_file).items()}
@@ -136,7 +140,7 @@ def plot_cmd(
 ) -> None:
     """Figures as PNG + PDF: 1 = MRECALL@k per target-diversity quartile per system; 5 = output vs target
     diversity of multi-vector retrievers; 6 = within-query vs random-pair gold similarity."""
-    from bench.metrics import measure_name
+    from bench.metrics import measure_name, parse_ks
     from bench.results import plots
     from bench.results.report import available_ks
 
@@ -219,7 +223,7 @@ def export_cmd(
     `<task>.<split>.subtopic.qrels` (the answer cluster in the iteration column: ir_measures' StRecall@k through
     pyndeval equals our Recall@k)."""
     from bench.data.task import build_task
-    from bench.results.record import write_trec_cluster_qrels, write_trec_qrels
+    from bench.results.record import system_folder, write_trec_cluster_qrels, write_trec_qrels
 
     runs = collect_runs(task, results_dir, run_file)
     first, _ = next(iter(runs.values()))

@@ -141,6 +141,13 @@ class QueryEncoder(nn.Module):
             positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         inputs = prefix
         outs: list[torch.Tensor] = []
+        feed_pred = None  # (B, m − 1, 1): feed the prediction (else the target) after step i; decided once
+        if teacher is not None and m > 1:
+            feed_pred = (use_pred[:, : m - 1].to(prefix.device) if use_pred is not None
+                         else torch.zeros(b, m - 1, dtype=torch.bool, device=prefix.device))
+            if teacher_mask is not None:
+                feed_pred = feed_pred | ~teacher_mask[:, : m - 1].to(prefix.device)
+            feed_pred = feed_pred.unsqueeze(-1)
         for i in range(m):
             kwargs: dict[str, Any] = {}
             if mask is not None:
@@ -151,12 +158,8 @@ class QueryEncoder(nn.Module):
             if i == m - 1:
                 break
             fed = q
-            if teacher is not None:
-                pred = use_pred[:, i].to(q.device) if use_pred is not None else torch.zeros(b, dtype=torch.bool,
-                                                                                          device=q.device)
-                if teacher_mask is not None:
-                    pred = pred | ~teacher_mask[:, i]
-                fed = torch.where(pred[:, None], q, teacher[:, i].to(q.dtype))
+            if teacher is not None and feed_pred is not None:
+                fed = torch.where(feed_pred[:, i], q, teacher[:, i].to(q.dtype))
             inputs = self.target_proj(fed.to(self.target_proj.weight.dtype)).unsqueeze(1)
             if mask is not None:
                 assert positions is not None

@@ -76,16 +76,18 @@ def matched_infonce(
         raise ValueError("every example needs at least one target")
     local = torch.cat([positives.reshape(b * t, d), negatives.reshape(b * t, d)]).to(preds.dtype)
     valid = torch.cat([target_mask.reshape(-1), target_mask.reshape(-1)])
+    offset = 0
     if dist is not None:
-        local, _ = dist.gather(local)
+        local, offset = dist.gather(local)
         valid, _ = dist.gather(valid)
-    if not bool(valid.all()):
-        local = local[valid]  # padding is no candidate: dropped, not masked
-    # cost[b, i, j] = −log p(target j of example b | prediction i of example b) = logsumexp_C(q_bi·c/τ) − q_bi·y_bj/τ
-    scaled = preds / tau  # 1/τ on the (B, M, d) side: one small product instead of one over every logit
-    lse = torch.logsumexp(scaled.reshape(b * m, d) @ local.T, dim=1).reshape(b, m)
-    own = torch.bmm(scaled, positives.to(preds.dtype).transpose(1, 2))  # (B, M, T)
-    cost = lse[:, :, None] - own
+    own = torch.arange(offset, offset + b * t, device=preds.device)  # this process's positives' columns in `local`
+    if not bool(valid.all()):  # padding is no candidate: dropped (not masked), own columns renumbered
+        own = (valid.cumsum(0) - 1).clamp(min=0)[own]
+        local = local[valid]
+    # 1/τ on the (B·M, d) side: one small product instead of one over every logit
+    logp = torch.log_softmax((preds / tau).reshape(b * m, d) @ local.T, dim=-1)
+    # Own-target block: cost[b, i, j] = −log p(target j of example b | prediction i of example b).
+    cost = -logp[torch.arange(b * m, device=preds.device).reshape(b, m, 1), own.reshape(b, 1, t)]  # (B, M, T)
     mask_np = target_mask.cpu().numpy()
     assignment = match(cost.detach().float().cpu().numpy(), mask_np, prefix)
     sel_b, sel_i = np.nonzero(assignment >= 0)
