@@ -239,10 +239,16 @@ def latest_runs(results_dir: str | Path, task: str) -> dict[str, RunResult]:
     return out
 
 
+_TREC_SAFE = "".join(chr(c) for c in range(33, 127) if chr(c) != "%")  # printable ASCII but '%': kept as it is
+_TREC_PLAIN = re.compile(r"[!-$&-~]*")  # ids made of those characters only: nothing to encode
+
+
 def trec_id(identifier: str) -> str:
     """An id safe for the whitespace-separated TREC formats: whitespace and '%' percent-encoded (LIMIT's doc ids are
     people's names), every other character kept, so ids without whitespace are written unchanged."""
-    return urllib.parse.quote(identifier, safe="".join(chr(c) for c in range(33, 127) if chr(c) != "%"))
+    if _TREC_PLAIN.fullmatch(identifier):
+        return identifier
+    return urllib.parse.quote(identifier, safe=_TREC_SAFE)
 
 
 def write_trec_run(path: str | Path, query_ids: list[str], ranking: np.ndarray, doc_ids: Sequence[str], tag: str,
@@ -252,13 +258,21 @@ def write_trec_run(path: str | Path, query_ids: list[str], ranking: np.ndarray, 
     scores print equal, which only happens for real ties, and those we order by the lower corpus row like the tools
     order by doc id only when ids sort like rows. Without `scores`: depth − rank (the pre-stage format)."""
     depth = ranking.shape[1]
+    tag_t = trec_id(tag)
+    docs: dict[int, str] = {}  # each document's TREC id, encoded once
     with atomic_open(path) as fh:
-        for i, (qid, row) in enumerate(zip(query_ids, ranking, strict=True)):
-            for rank, doc in enumerate(row.tolist()):
+        for i, (qid, row) in enumerate(zip(query_ids, ranking.tolist(), strict=True)):
+            qid_t = trec_id(qid)
+            values = scores[i].tolist() if scores is not None else None
+            lines = []
+            for rank, doc in enumerate(row):
                 if doc < 0:
                     break
-                score = f"{float(scores[i, rank]):.9g}" if scores is not None else str(depth - rank)
-                fh.write(f"{trec_id(qid)} Q0 {trec_id(doc_ids[doc])} {rank + 1} {score} {trec_id(tag)}\n")
+                if doc not in docs:
+                    docs[doc] = trec_id(doc_ids[doc])
+                score = f"{values[rank]:.9g}" if values is not None else str(depth - rank)
+                lines.append(f"{qid_t} Q0 {docs[doc]} {rank + 1} {score} {tag_t}\n")
+            fh.write("".join(lines))
 
 
 def write_trec_qrels(path: str | Path, query_ids: Sequence[str], targets: Any, doc_ids: Sequence[str]) -> None:

@@ -8,7 +8,6 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 
 class Collective(Protocol):
@@ -130,7 +129,8 @@ def match(cost: np.ndarray, mask: np.ndarray, prefix: bool = False) -> np.ndarra
         ex, tgt = np.nonzero(mask)
         assignment[ex, best[ex, tgt]] = tgt
         return assignment
-    
+    from scipy.optimize import linear_sum_assignment  # here: scipy.optimize takes ~0.4 s to import
+
     for e in range(b):
         cols = np.flatnonzero(mask[e])
         pred_idx, tgt_pos = linear_sum_assignment(cost[e][: len(cols) if prefix else m][:, cols])
