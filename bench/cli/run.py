@@ -153,11 +153,7 @@ def run_cmd(
     workers = min(len(trained), jobs or os.cpu_count() or 1)
     elsewhere: dict[int, Any] = {}
     if workers > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        # spawned, not forked: a fork after torch's or FAISS's thread pools started can hang
-        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+        pool = worker_pool(workers)
         elsewhere = {i: pool.submit(_evaluate_one, spec, i) for i in trained}
     try:
         here = {i: evaluate(task_obj, system, metrics, session, seed=seed, split=split, retrain=retrain,
@@ -230,3 +226,16 @@ def _evaluate_one(spec: _RunSpec, i: int) -> tuple[Any, Path]:
     systems, task_obj, metrics, session = spec.build()
     return evaluate(task_obj, systems[i], metrics, session, seed=spec.seed, split=spec.split, retrain=spec.retrain,
                     results_dir=spec.results_dir)
+
+
+def worker_pool(workers: int) -> Any:
+    """Processes for systems or settings run side by side: spawned, not forked (a fork after torch's or FAISS's
+    thread pools started can hang), their progress shown as plain lines (two live bars would overwrite each other)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_plain_progress)
+
+
+def _plain_progress() -> None:
+    os.environ["TTY_COMPATIBLE"] = "0"  # rich: no live display in a worker; the training log prints plain lines

@@ -145,11 +145,9 @@ def repro_synthetic(
     if workers <= 1:
         rows = [_repro_setting(name, *args) for name in names]
     else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+        from bench.cli.run import worker_pool
 
-        # spawned, not forked: a fork after torch's or FAISS's thread pools started can hang
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        with worker_pool(workers) as pool:
             futures = [pool.submit(_repro_setting, name, *args) for name in names]
             try:
                 rows = [f.result() for f in futures]
