@@ -21,11 +21,12 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/bench run --task synthetic-linear-single --retriever amer,single-query
 
+# On every core (pytest-xdist; each worker its own cache, see tests/conftest.py), tests handed out one by one.
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --maxprocesses 4
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -n auto --maxprocesses 4 -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check bench retrievers tasks tests

@@ -7,6 +7,7 @@ import io
 import shutil
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -15,10 +16,10 @@ from rich.markup import escape
 from bench.cli import options as opt
 from bench.cli.app import app
 from bench.errors import BenchError
-from bench.metrics import parse_ks
-from bench.results.record import RunResult, system_folder
-from bench.results.runs import collect_runs  # the runs a command reads: shared with the Python API
 from bench.storage.atomic import atomic_open, atomic_path
+
+if TYPE_CHECKING:
+    from bench.results.record import RunResult
 
 out = Console()
 err = Console(stderr=True)
@@ -54,6 +55,7 @@ def _wide(console: Console) -> Console:
     return console
 
 
+
 def _write_or_print(text: str, output: Path | None) -> None:
     if output is None:
         print(text, end="" if text.endswith("\n") else "\n")
@@ -86,6 +88,7 @@ def compare_cmd(
     """Compare systems on one task: MRECALL@k on the whole test set and the low-similarity subset, Δ vs a baseline,
     * where a paired bootstrap gives p < 0.05. Refuses runs of different queries, corpora or splits."""
     from bench.api import comparison  # the function the Python API's bench.compare returns
+    from bench.metrics import parse_ks
     from bench.results.report import render, to_rich
 
     comp = comparison(task, results_dir, runs=run_file, baseline=baseline, ks=parse_ks(k) if k else None,
@@ -122,9 +125,10 @@ def plot_cmd(
 ) -> None:
     """Figures as PNG + PDF: 1 = MRECALL@k per target-diversity quartile per system; 5 = output vs target
     diversity of multi-vector retrievers; 6 = within-query vs random-pair gold similarity."""
-    from bench.metrics import measure_name
+    from bench.metrics import measure_name, parse_ks
     from bench.results import plots
     from bench.results.report import available_ks
+    from bench.results.runs import collect_runs
 
     wanted = {"1", "5", "6"} if figure.strip() == "all" else {f.strip() for f in figure.split(",") if f.strip()}
     if not wanted or wanted - {"1", "5", "6"}:
@@ -208,7 +212,8 @@ def export_cmd(
     `<task>.<split>.subtopic.qrels` (the answer cluster in the iteration column: ir_measures' StRecall@k through
     pyndeval equals our Recall@k)."""
     from bench.data.task import build_task
-    from bench.results.record import write_trec_cluster_qrels, write_trec_qrels
+    from bench.results.record import system_folder, write_trec_cluster_qrels, write_trec_qrels
+    from bench.results.runs import collect_runs
 
     runs = collect_runs(task, results_dir, run_file)
     first, _ = next(iter(runs.values()))

@@ -67,6 +67,8 @@ def perf(
                                 "(0 = skip)"),
     threads: int = typer.Option(0, "--threads", help="--scale: FAISS OpenMP threads on both sides (0 = all cores; "
                                 "1 on a busy shared CPU)"),
+    load: int = typer.Option(0, "--load", help="--scale: this many extra processes, each burning one core, while "
+                             "the searches are timed (a parallel load)"),
     limit: int = typer.Option(None, "--limit", help="use only the first N passages (a quicker, rougher run)"),
     corpus: Path = typer.Option(None, "--corpus", help="wiki-vital summaries JSON (default: ../shared/data)"),
     batch_size: int = typer.Option(32, "--batch-size", help="encoding batch size (the same for both sides)"),
@@ -87,7 +89,8 @@ def perf(
 
         run_scale(rows=rows, dim=dim, queries=queries if queries != 1000 else 2500, k=depth,
                   kinds=[x.strip() for x in kinds.split(",") if x.strip()], rescore=rescore,
-                  repeats=search_repeats if search_repeats != 5 else 2, output=output, console=out, threads=threads)
+                  repeats=search_repeats if search_repeats != 5 else 2, output=output, console=out, threads=threads,
+                  load=load)
         return
     import faiss
     import torch

@@ -13,7 +13,9 @@ own process (spawned, reading the data from a temporary .npy, so that its peak m
   resetting it; for `flat-mmap` it includes the page cache of the mapped shards, which the kernel can drop).
 
 `flat-mmap` writes the corpus as 8,192-row .npy shards (as the encoder does) and searches them memory-mapped, shard
-after shard. Its bare counterpart is the one `faiss.knn` over the in-memory matrix. The last table extrapolates the
+after shard (the next group read by a thread while FAISS searches this one). Its bare counterpart is the one
+`faiss.knn` over the in-memory matrix. `load` > 0 starts that many processes that each burn one core while the kinds
+are measured: the ratios under a parallel load. The last table extrapolates the
 memory of each kind to 25M × 1,536 (the paper's corpus and inf-retriever's dimension) from its measured bytes per
 vector, scaled by dimension.
 """
@@ -181,19 +183,28 @@ def _child(conn: Any, kind: str, data: Path, truth: np.ndarray, k: int, repeats:
         conn.close()
 
 
+def _burn(stop: Any) -> None:
+    """A load generator: one core busy until `stop` is set."""
+    x = 0
+    while not stop.is_set():
+        for _ in range(100_000):
+            x += 1
+
+
 def run_scale(rows: int, dim: int, queries: int, k: int, kinds: list[str], rescore: int, repeats: int,
-              output: Path | None, console: Console, seed: int = 0, threads: int = 0) -> dict[str, Any]:
+              output: Path | None, console: Console, seed: int = 0, threads: int = 0, load: int = 0) -> dict[str, Any]:
     """Measure every kind (see the module docstring); `threads` > 0 sets FAISS's OpenMP threads on both sides
-    (on a CPU shared with other jobs one thread avoids spinning barriers: k-means was 15× slower with 2)."""
+    (on a CPU shared with other jobs one thread avoids spinning barriers: k-means was 15× slower with 2); `load`
+    busy processes run beside the measurements."""
     import faiss
 
     if threads > 0:
         faiss.omp_set_num_threads(threads)
 
-    load = os.getloadavg()
+    load_avg = os.getloadavg()
     console = Console(width=max(console.width, 180), stderr=console.stderr)  # the tables are wide
     console.print(f"generating {rows:,} × {dim} unit vectors (1,000 centres + 32-dim latent, seed {seed}) and "
-                  f"{queries:,} queries; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
+                  f"{queries:,} queries; load average {load_avg[0]:.2f} {load_avg[1]:.2f} {load_avg[2]:.2f}, "
                   f"{os.cpu_count()} CPUs, FAISS {faiss.__version__} with {faiss.omp_get_max_threads()} threads")
     t = time.perf_counter()
     docs = generate(rows, dim, seed)
@@ -212,6 +223,12 @@ def run_scale(rows: int, dim: int, queries: int, k: int, kinds: list[str], resco
         plan.append(("ivfpq", rescore))
     results: list[dict[str, Any]] = []
     ctx = mp.get_context("spawn")
+    stop_load = ctx.Event()
+    burners = [ctx.Process(target=_burn, args=(stop_load,), daemon=True) for _ in range(load)]
+    for b in burners:
+        b.start()
+    if burners:
+        console.print(f"[dim]{load} load process(es) burning a core each[/]")
     try:
         for kind, rs in plan:
             console.print(f"[bold]{escape(kind)}{f' + rescore {rs}' if rs else ''}[/] …")
@@ -230,11 +247,14 @@ def run_scale(rows: int, dim: int, queries: int, k: int, kinds: list[str], resco
             results.append(res)
             if output:  # after every kind, so a long run that is stopped keeps what it measured
                 with atomic_open(output) as fh:
-                    json.dump({"rows": rows, "dim": dim, "queries": queries, "k": k, "load_before": load,
+                    json.dump({"rows": rows, "dim": dim, "queries": queries, "k": k, "load_before": load_avg,
                                "truth_s": t_truth, "results": results, "partial": True}, fh, indent=1, default=str)
             console.print(f"[dim]{json.dumps({k_: v for k_, v in res.items() if k_ != 'params'})}[/]",
                           highlight=False)
     finally:
+        stop_load.set()
+        for b in burners:
+            b.join()
         shutil.rmtree(work, ignore_errors=True)
         for path in {r["index_path"] for r in results if r.get("index_path")}:  # this run's cold-built indexes
             remove_entry(path)
@@ -261,9 +281,10 @@ def run_scale(rows: int, dim: int, queries: int, k: int, kinds: list[str], resco
         ext.add_row(e["kind"], f"{e['bytes_per_vector']:.0f}", f"{e['gib']:.1f}", "yes" if e["fits"] else "no",
                     f"{e['recall']:.4f}")
     console.print(ext)
-    console.print(f"load average before {load[0]:.2f}, after {load_after[0]:.2f} (shared CPU: read ratios, not "
+    console.print(f"load average before {load_avg[0]:.2f}, after {load_after[0]:.2f} (shared CPU: read ratios, not "
                   f"absolute speeds)")
-    figures = {"rows": rows, "dim": dim, "queries": queries, "k": k, "seed": seed, "load_before": load,
+    figures = {"rows": rows, "dim": dim, "queries": queries, "k": k, "seed": seed, "load_before": load_avg,
+               "load_processes": load,
                "faiss_threads": faiss.omp_get_max_threads(), "repeats": repeats,
                "load_after": load_after, "faiss": faiss.__version__, "truth_s": t_truth, "results": results,
                "extrapolation": extrapolation}
@@ -289,7 +310,7 @@ def extrapolate(results: list[dict[str, Any]], rows: int, dim: int) -> list[dict
         if r["kind"] == "flat-mmap":
             from bench.index.flat import _SCAN_BYTES
 
-            resident = max(SHARD * TARGET_DIM * 4, _SCAN_BYTES)  # one group of shards in memory at a time
+            resident = 2 * max(SHARD * TARGET_DIM * 4, _SCAN_BYTES)  # a group searched, the next one read
             gib = target * TARGET_ROWS / 2**30
             out.append({"kind": "flat-mmap (on disk)", "bytes_per_vector": target, "gib": gib,
                         "resident_gib": resident / 2**30, "fits": True, "recall": r["recall_harness"]})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +16,7 @@ from rich.table import Table
 from bench.cli import options as opt
 from bench.cli.app import app
 from bench.cli.output import print_whole
+from bench.errors import BenchError
 from bench.registry import REGISTRIES, PluginMeta
 
 if TYPE_CHECKING:
@@ -145,33 +148,40 @@ def run_cmd(
     rescore: int = typer.Option(0, "--rescore", help="re-rank an approximate index's top N by exact cosine"),
     fp16_index: bool = typer.Option(False, "--fp16-index", help="store corpus vectors (and GPU indexes) in float16"),
     results_dir: opt.ResultsDir = Path("results"),
+    jobs: int = typer.Option(0, "--jobs", help="systems that train (amer, single-query) run side by side, each in "
+                             "its own process with one training thread (0 = one per CPU core; 1 = one at a time)"),
 ) -> None:
     """Evaluate systems on a task; writes results/<task>/<system>/<run-id>.json and .trec.
 
-    Under torchrun the ranks share the corpus encoding and the search out; rank 0 writes the one results file."""
-    from bench.data.task import build_task
+    Under torchrun the ranks share the corpus encoding and the search out; rank 0 writes the one results file.
+    Otherwise two or more trained systems run side by side in --jobs processes (a training step is one thread's work,
+    so the cores train different systems; the weights are those of one at a time); the others run in this process."""
     from bench.distributed import init as join_ranks
     from bench.evaluate import check, evaluate
-    from bench.index import IndexSpec
-    from bench.metrics import default_metrics, parse_ks, parse_metric
-    from bench.systems.build import build_systems
-    from bench.systems.session import Session
+    from bench.systems.retriever import Trainable
 
+    if jobs < 0:
+        raise BenchError(f"--jobs must be ≥ 0, got {jobs}")
     world = join_ranks()  # None unless started by torchrun with several processes
-
-    systems = build_systems(retriever, retriever_param or [], expand=expand, fusion=fusion, rerank=rerank or [],
-                            llm={"base_url": llm_base_url, "model": llm_model, "api_key_env": llm_api_key_env},
-                            trust_remote_code=trust_remote_code)  # no --llm-base-url: the expander reads the env
-    task_obj = build_task(task, task_param or [])
-    ks = parse_ks(k) if k else task_obj.default_ks
-    metrics = default_metrics(ks)
-    if metric:
-        metrics = sorted(set(metrics) | {parse_metric(m) for m in metric})
-    session = Session(device=device, index=IndexSpec(index, nprobe=nprobe, ef_search=ef_search, rescore=rescore,
-                                                     fp16=fp16_index), world=world)
+    spec = _RunSpec(task, list(task_param or []), retriever, list(retriever_param or []), expand, fusion,
+                    list(rerank or []), {"base_url": llm_base_url, "model": llm_model, "api_key_env": llm_api_key_env},
+                    trust_remote_code, k, list(metric or []), seed, split, retrain, device,
+                    (index, nprobe, ef_search, rescore, fp16_index), results_dir)
+    systems, task_obj, metrics, session = spec.build(world)
     data = check(task_obj, systems, metrics, session, results_dir)  # every system is checked before the first runs
-    rows = [evaluate(task_obj, system, metrics, session, seed=seed, split=split, retrain=retrain,
-                     results_dir=results_dir) for system in systems]
+    trained = [] if world is not None else [i for i, s in enumerate(systems) if isinstance(s.retriever, Trainable)]
+    workers = min(len(trained), jobs or os.cpu_count() or 1)
+    elsewhere: dict[int, Any] = {}
+    if workers > 1:
+        pool = worker_pool(workers)
+        elsewhere = {i: pool.submit(_evaluate_one, spec, i) for i in trained}
+    try:
+        here = {i: evaluate(task_obj, system, metrics, session, seed=seed, split=split, retrain=retrain,
+                            results_dir=results_dir) for i, system in enumerate(systems) if i not in elsewhere}
+        rows = [elsewhere[i].result() if i in elsewhere else here[i] for i in range(len(systems))]
+    finally:
+        if elsewhere:
+            pool.shutdown(cancel_futures=True)
     if world is not None and not world.is_main:
         return  # rank 0 prints
     scale = f"; {data.info['scale']}" if data.info.get("scale") else ""  # e.g. a synthetic task's sizes
@@ -265,3 +275,68 @@ def encode_cmd(
         place = f" in {escape(str(where[0].parent))}" if where else " (the task's own vectors, in memory)"
         out.print(f"{escape(r.name)}: {store.ntotal:,} × {store.dim} embeddings ({escape(space)}){place}",
                   highlight=False, soft_wrap=True)  # one line: the folder is pasted as it stands
+
+
+@dataclass
+class _RunSpec:
+    """What `bench run` was asked, in a form a worker process can rebuild the same systems, task and session from."""
+
+    task: str
+    task_param: list[str]
+    retriever: str
+    retriever_param: list[str]
+    expand: str | None
+    fusion: str | None
+    rerank: list[str]
+    llm: dict[str, str | None]
+    trust_remote_code: bool
+    k: str | None
+    metric: list[str]
+    seed: int
+    split: str
+    retrain: bool
+    device: str
+    index: tuple[str, int | None, int | None, int, bool]
+    results_dir: Path
+
+    def build(self, world: Any = None) -> tuple[list[Any], Any, list[Any], Any]:
+        from bench.data.task import build_task
+        from bench.index import IndexSpec
+        from bench.metrics import default_metrics, parse_ks, parse_metric
+        from bench.systems.build import build_systems
+        from bench.systems.session import Session
+
+        systems = build_systems(self.retriever, self.retriever_param, expand=self.expand, fusion=self.fusion,
+                                rerank=self.rerank, llm=self.llm,
+                                trust_remote_code=self.trust_remote_code)  # no --llm-base-url: the env is read
+        task_obj = build_task(self.task, self.task_param)
+        ks = parse_ks(self.k) if self.k else task_obj.default_ks
+        metrics = default_metrics(ks)
+        if self.metric:
+            metrics = sorted(set(metrics) | {parse_metric(m) for m in self.metric})
+        kind, nprobe, ef_search, rescore, fp16 = self.index
+        session = Session(device=self.device, index=IndexSpec(kind, nprobe=nprobe, ef_search=ef_search,
+                                                              rescore=rescore, fp16=fp16), world=world)
+        return systems, task_obj, metrics, session
+
+
+def _evaluate_one(spec: _RunSpec, i: int) -> tuple[Any, Path]:
+    """System `i` of a `bench run`, evaluated in a worker process: (RunResult, path of the stored run)."""
+    from bench.evaluate import evaluate
+
+    systems, task_obj, metrics, session = spec.build()
+    return evaluate(task_obj, systems[i], metrics, session, seed=spec.seed, split=spec.split, retrain=spec.retrain,
+                    results_dir=spec.results_dir)
+
+
+def worker_pool(workers: int) -> Any:
+    """Processes for systems or settings run side by side: spawned, not forked (a fork after torch's or FAISS's
+    thread pools started can hang), their progress shown as plain lines (two live bars would overwrite each other)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_plain_progress)
+
+
+def _plain_progress() -> None:
+    os.environ["TTY_COMPATIBLE"] = "0"  # rich: no live display in a worker; the training log prints plain lines

@@ -118,54 +118,47 @@ def repro_synthetic(
     seed: opt.Seed = 0,
     reuse: bool = typer.Option(False, "--reuse-checkpoints", help="evaluate matching checkpoints instead of training"),
     device: opt.Device = "auto",
+    jobs: int = typer.Option(0, "--jobs", help="settings run at once, each in its own process with its own "
+                             "training thread (0 = one per CPU core, at most one per setting)"),
 ) -> None:
     """Train and evaluate AMER and Single-Query on the synthetic settings; write a Markdown table of MRECALL@10/@100
     with wall times (train + evaluate, per retriever and setting) to --output (default:
-    <results-dir>/repro-synthetic.md)."""
-    from bench.data.task import build_task
-    from bench.evaluate import check, evaluate
-    from bench.metrics import default_metrics
+    <results-dir>/repro-synthetic.md). Settings run side by side in --jobs processes: a training step is one
+    thread's work, so the cores train different settings (the same weights as one at a time)."""
     from bench.systems.build import build_systems
-    from bench.systems.session import Session
 
+    if jobs < 0:
+        raise BenchError(f"--jobs must be ≥ 0, got {jobs}")
     names = [s.strip() for s in settings.split(",") if s.strip()]
     unknown = [s for s in names if s not in SYNTHETIC_SETTINGS]
     if unknown or not names:
         raise BenchError(f"unknown synthetic setting(s) {', '.join(unknown) or '(none)'}; "
                          f"known: {', '.join(SYNTHETIC_SETTINGS)}")
     out_file = output or results_dir / "repro-synthetic.md"
-    systems = build_systems(",".join(REPRO_RETRIEVERS), retriever_param or [])
-    metrics = default_metrics((10, 100))
+    build_systems(",".join(REPRO_RETRIEVERS), retriever_param or [])  # bad -r pairs fail here, before any work
     command = "bench repro synthetic " + shlex.join(sys.argv[3:]) if sys.argv[1:3] == ["repro", "synthetic"] \
         else "bench repro synthetic"
     load_start = _load()
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    rows: list[dict[str, object]] = []
     t_all = time.perf_counter()
-    for name in names:
-        session = Session(device=device)
-        task_obj = build_task(name, task_param or [])
-        check(task_obj, systems, metrics, session, results_dir)
-        row: dict[str, object] = {"task": name}
-        for retr, system in zip(REPRO_RETRIEVERS, systems, strict=True):
-            t0 = time.perf_counter()
-            result, path = evaluate(task_obj, system, metrics, session, seed=seed, retrain=not reuse,
-                                    results_dir=results_dir)
-            row[retr] = {
-                "MRECALL@10": result.summary["MRECALL@10"], "MRECALL@100": result.summary["MRECALL@100"],
-                "wall": time.perf_counter() - t0, "prepare": result.timings.get("prepare", float("nan")),
-                "trained": bool(result.retriever_info.get("trained_now")), "run": str(path),
-                "best_step": result.retriever_info.get("best_step"), "load": _load().split(" / ")[0],
-                "threads": result.retriever_params.get("threads"),
-            }
-            row["scale"] = result.task_info.get("scale")  # the task's sizes in words (synthetic tasks record them)
-            out.print(f"{escape(name)} · {escape(retr)}: MRECALL@10 {result.summary['MRECALL@10']:.3f}  "
-                      f"MRECALL@100 {result.summary['MRECALL@100']:.3f}  ({row[retr]['wall']:.0f} s)",  # type: ignore[index]
-                      highlight=False)
-        rows.append(row)
+    args = (list(task_param or []), list(retriever_param or []), seed, reuse, device, results_dir)
+    workers = min(len(names), jobs or os.cpu_count() or 1)
+    if workers <= 1:
+        rows = [_repro_setting(name, *args) for name in names]
+    else:
+        from bench.cli.run import worker_pool
+
+        with worker_pool(workers) as pool:
+            futures = [pool.submit(_repro_setting, name, *args) for name in names]
+            try:
+                rows = [f.result() for f in futures]
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
     total = time.perf_counter() - t_all
     text = _markdown(rows, command=command, started=started, total=total, load_start=load_start, load_end=_load(),
-                     task_params=task_param or [], retriever_params=retriever_param or [], seed=seed, reuse=reuse)
+                     task_params=task_param or [], retriever_params=retriever_param or [], seed=seed, reuse=reuse,
+                     jobs=workers)
     with atomic_open(out_file) as fh:
         fh.write(text)
     scales = sorted({str(row["scale"]) for row in rows if row.get("scale")})
@@ -181,8 +174,41 @@ def repro_synthetic(
     out.print(f"[dim]table written to {escape(str(out_file))}[/]", highlight=False, soft_wrap=True)
 
 
+def _repro_setting(name: str, task_param: list[str], retriever_param: list[str], seed: int, reuse: bool,
+                   device: str, results_dir: Path) -> dict[str, object]:
+    """One setting of `bench repro synthetic`: AMER then Single-Query, trained (or loaded) and evaluated; its row."""
+    from bench.data.task import build_task
+    from bench.evaluate import check, evaluate
+    from bench.metrics import default_metrics
+    from bench.systems.build import build_systems
+    from bench.systems.session import Session
+
+    systems = build_systems(",".join(REPRO_RETRIEVERS), retriever_param)
+    metrics = default_metrics((10, 100))
+    session = Session(device=device)
+    task_obj = build_task(name, task_param)
+    check(task_obj, systems, metrics, session, results_dir)
+    row: dict[str, object] = {"task": name}
+    for retr, system in zip(REPRO_RETRIEVERS, systems, strict=True):
+        t0 = time.perf_counter()
+        result, path = evaluate(task_obj, system, metrics, session, seed=seed, retrain=not reuse,
+                                results_dir=results_dir)
+        row[retr] = {
+            "MRECALL@10": result.summary["MRECALL@10"], "MRECALL@100": result.summary["MRECALL@100"],
+            "wall": time.perf_counter() - t0, "prepare": result.timings.get("prepare", float("nan")),
+            "trained": bool(result.retriever_info.get("trained_now")), "run": str(path),
+            "best_step": result.retriever_info.get("best_step"), "load": _load().split(" / ")[0],
+            "threads": result.retriever_params.get("threads"),
+        }
+        row["scale"] = result.task_info.get("scale")  # the task's sizes in words (synthetic tasks record them)
+        out.print(f"{escape(name)} · {escape(retr)}: MRECALL@10 {result.summary['MRECALL@10']:.3f}  "
+                  f"MRECALL@100 {result.summary['MRECALL@100']:.3f}  ({row[retr]['wall']:.0f} s)",  # type: ignore[index]
+                  highlight=False)
+    return row
+
+
 def _markdown(rows: list[dict], *, command: str, started: str, total: float, load_start: str, load_end: str,
-              task_params: list[str], retriever_params: list[str], seed: int, reuse: bool) -> str:
+              task_params: list[str], retriever_params: list[str], seed: int, reuse: bool, jobs: int = 1) -> str:
     import torch
 
     lines = [
@@ -214,7 +240,8 @@ def _markdown(rows: list[dict], *, command: str, started: str, total: float, loa
         *(f"- sizes: {x}" for x in sorted({str(row["scale"]) for row in rows if row.get("scale")})),
         f"- task params: {', '.join(task_params) or 'defaults'}; retriever params: "
         f"{', '.join(retriever_params) or 'defaults'}; seed {seed}",
-        f"- started {started}; total wall time {total / 60:.1f} min",
+        f"- started {started}; total wall time {total / 60:.1f} min, "
+        + (f"{jobs} settings at a time (one process each)" if jobs > 1 else "one setting at a time"),
         f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads while training and encoding "
         f"{rows[0]['amer']['threads'] or torch.get_num_threads()} (retriever param `threads`), "
         f"CUDA {'yes' if torch.cuda.is_available() else 'no'}; load average (1/5/15 min) at start {load_start}, "

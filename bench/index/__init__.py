@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import faiss
 from rich.console import Console
 
 from bench.device import Placement
@@ -35,11 +34,16 @@ from bench.index.spec import KINDS, IndexSpec, factory_string
 from bench.index.store import ArrayStore, MappedStore, VectorStore, corpus_store, l2_normalise
 from bench.storage.cache import Recipe, cache_root, load_or_build
 
+if TYPE_CHECKING:
+    import faiss  # imported where used: `bench list` and `--help` load no FAISS
+
 
 def open_index(spec: IndexSpec, store: VectorStore, placement: Placement | str = "cpu",
                console: Console | None = None, recipe: Recipe | None = None) -> FlatIndex | FaissIndex:
     """The index a spec asks for over a store: flat searches the store itself; other kinds load or build a cached
     FAISS index keyed by (store, factory string, training sample)."""
+    import faiss
+
     if spec.exact:
         return FlatIndex(store, placement, fp16=spec.fp16)
     factory = factory_string(spec.kind, store.dim, store.ntotal)
@@ -68,6 +72,8 @@ def open_index(spec: IndexSpec, store: VectorStore, placement: Placement | str =
 
 
 def _probe(factory: str, dim: int) -> faiss.Index:
+    import faiss
+
     try:
         return faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import faiss
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
@@ -22,6 +21,9 @@ from bench.index.spec import IndexSpec, _base, _ivf_of, check_trainable, default
 from bench.index.store import VectorStore
 from bench.storage import cache as _cache
 from bench.storage.cache import stable_hash
+
+if TYPE_CHECKING:
+    import faiss  # imported where used: `bench list` and `--help` load no FAISS
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,8 @@ class FaissIndex(IndexBase):
         })
 
     def _apply_params(self) -> None:
+        import faiss
+
         space = faiss.GpuParameterSpace() if self.device == "cuda" else faiss.ParameterSpace()
         for name, value in self.params.items():
             space.set_index_parameter(self.index, name, value)
@@ -134,6 +138,8 @@ def _is_hnsw(index: faiss.Index) -> bool:
 def build_faiss(store: VectorStore, factory: str, train_size: int | None = None, seed: int = 0,
                 console: Console | None = None) -> tuple[faiss.Index, int]:
     """A trained, filled FAISS index (inner product) of `factory` over the store; returns it and its training rows."""
+    import faiss
+
     try:
         index = faiss.index_factory(store.dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:

@@ -4,17 +4,19 @@ Per block FAISS returns the top (k + margin) rows; the heap of all blocks keeps 
 sorted by (score desc, row asc). When a tie at the k-th score reaches the last kept position, a lower row might have
 been cut, so that query is searched again to full depth: the result equals one flat search over the whole matrix,
 ties included (tests check this against shards of any size). A corpus larger than RAM is searched from its
-memory-mapped shards.
+memory-mapped shards: a reader thread reads the next group of shards (pages them in and joins them) while FAISS
+searches this one (`_prefetched`), so the disk or page cache and the arithmetic overlap instead of taking turns.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from bench.device import Placement
@@ -38,6 +40,8 @@ class FlatIndex(IndexBase):
     kind = "flat"
 
     def __init__(self, store: VectorStore, placement: Placement | str = "cpu", fp16: bool = False) -> None:
+        import faiss
+
         self.store = store
         self.dim = store.dim
         self.path: Path | None = None
@@ -123,16 +127,20 @@ class FlatIndex(IndexBase):
         return scores, rows
 
     def _search_candidates(self, q: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
         if self._gpu is not None:
             return self._gpu.search(q, depth)
         _, block = next(self.store.blocks())
         return faiss.knn(q, block, depth, metric=faiss.METRIC_INNER_PRODUCT)
 
     def _scan_blocks(self, q: np.ndarray, depth: int, progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
         heap = faiss.ResultHeap(q.shape[0], depth, keep_max=True)
         done = 0
         reported = 0
-        for start, block in _grouped(self.store.blocks(), _SCAN_BYTES):
+        for start, block in _prefetched(_grouped(self.store.blocks(), _SCAN_BYTES)):
             d, i = faiss.knn(q, block, min(depth, len(block)), metric=faiss.METRIC_INNER_PRODUCT)
             heap.add_result(d, i + start)
             done += len(block)
@@ -158,6 +166,8 @@ class FlatIndex(IndexBase):
 
     def _exact_rows(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Every score of these queries (FAISS, block by block, as in the search), sorted by (score desc, row asc)."""
+        import faiss
+
         out_d = np.empty((len(q), k), dtype=np.float32)
         out_i = np.empty((len(q), k), dtype=np.int64)
         for a in range(0, len(q), 16):
@@ -176,6 +186,8 @@ class FlatIndex(IndexBase):
     def cached(cls, key: str, build_embeddings: Callable[[], np.ndarray | Iterable[np.ndarray]],
                device: Placement | str = "cpu") -> FlatIndex:
         """Load `<cache>/indexes/<key>.faiss` or build it from `build_embeddings()` (matrix or row blocks)."""
+        import faiss
+
         path = cache_root() / "indexes" / f"{key}.faiss"
         made: list[FlatIndex] = []
 
@@ -198,12 +210,55 @@ class FlatIndex(IndexBase):
         return out
 
     def save(self, path: str | Path) -> None:
+        import faiss
+
         index = faiss.IndexFlatIP(self.dim)
         for _, block in self.store.blocks():
             index.add(block)
         with atomic_path(path) as tmp:
             faiss.write_index(index, str(tmp))
 
+
+
+def _prefetched(items: Iterator[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
+    """`items`, produced one ahead by a reader thread: while the caller searches a block, the thread reads the next
+    (page faults on the memory-mapped shards, the copy that joins them, float16 decoding). numpy's copies and FAISS
+    both release the GIL, so the two run on two cores. At most two blocks are held (one searched, one ready);
+    the order and content of the blocks are those of `items`, so results do not change."""
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # handed to the caller, raised there
+            put(("error", exc))
+
+    reader = threading.Thread(target=read, name="flat-search-prefetch", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()  # a caller that stops early (an error in the search) releases the reader
+        reader.join()
 
 
 def _grouped(blocks: Iterator[tuple[int, np.ndarray]], target_bytes: int) -> Iterator[tuple[int, np.ndarray]]:

@@ -4,11 +4,12 @@ request), and the note recorded when it cannot be."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import faiss
+from typing import TYPE_CHECKING, Any
 
 from bench.device import Placement, faiss_gpu_count
+
+if TYPE_CHECKING:
+    import faiss  # imported where used: `bench list` and `--help` load no FAISS
 
 
 def gpu_available() -> bool:
@@ -34,8 +35,11 @@ def gpu_plan(placement: Placement, fp16: bool) -> GpuPlan | None:
     return GpuPlan(tuple(placement.gpus), shard=len(placement.gpus) > 1, float16=fp16)
 
 
-def cloner_options(plan: GpuPlan, lib: Any = faiss) -> Any:
-    """FAISS's GpuMultipleClonerOptions for a plan (float16 storage and coarse quantizer on request, sharding)."""
+def cloner_options(plan: GpuPlan, lib: Any = None) -> Any:
+    """FAISS's GpuMultipleClonerOptions for a plan (float16 storage and coarse quantizer on request, sharding);
+    `lib` is the faiss module (default: the installed one)."""
+    if lib is None:
+        import faiss as lib
     co = lib.GpuMultipleClonerOptions()
     co.shard = plan.shard
     co.useFloat16 = plan.float16
@@ -43,8 +47,10 @@ def cloner_options(plan: GpuPlan, lib: Any = faiss) -> Any:
     return co
 
 
-def to_gpu(index: faiss.Index, plan: GpuPlan, lib: Any = faiss) -> tuple[Any, list[Any]]:
+def to_gpu(index: faiss.Index, plan: GpuPlan, lib: Any = None) -> tuple[Any, list[Any]]:
     """Clone a CPU index onto the plan's GPUs; returns (GPU index, the resources that must outlive it)."""
+    if lib is None:
+        import faiss as lib
     resources = [lib.StandardGpuResources() for _ in plan.gpus]
     co = cloner_options(plan, lib)
     return lib.index_cpu_to_gpu_multiple_py(resources, index, co, list(plan.gpus)), resources

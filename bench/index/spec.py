@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import faiss
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError
 from bench.storage.cache import stable_hash
+
+if TYPE_CHECKING:
+    import faiss  # imported where used: `bench list` and `--help` load no FAISS
 
 KINDS = ("flat", "hnsw", "ivf", "ivfpq")
 
@@ -126,6 +127,8 @@ def default_train_size(index: faiss.Index, ntotal: int) -> int:
 
 
 def _base(index: faiss.Index) -> faiss.Index:
+    import faiss
+
     try:
         return faiss.downcast_index(index)
     except Exception:
@@ -133,6 +136,8 @@ def _base(index: faiss.Index) -> faiss.Index:
 
 
 def _ivf_of(index: faiss.Index) -> Any:
+    import faiss
+
     try:
         return faiss.extract_index_ivf(index)
     except Exception:

@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from bench.distributed import World
@@ -25,6 +24,8 @@ from bench.storage.cache import Recipe
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
     """A float32, C-contiguous, row-normalised copy (zero rows stay zero)."""
+    import faiss
+
     out = np.array(x, dtype=np.float32, order="C", copy=True)
     if out.ndim != 2:
         raise BenchError(f"expected a 2-d array of vectors, got shape {out.shape}")

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
 from bench.errors import BenchError
 
@@ -139,6 +138,8 @@ def confidence_interval(diffs: np.ndarray, boot_diffs: np.ndarray, method: str =
     if np.ptp(boot) <= _TIE or np.ptp(d) <= _TIE:
         m = float(d.mean())
         return m, m
+    from scipy import stats as sps  # here: scipy.stats takes ~0.4 s to import, and every run loads this module
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = sps.bootstrap((d,), np.mean, n_resamples=0, bootstrap_result=_Distribution(boot), vectorized=True,

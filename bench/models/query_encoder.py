@@ -141,10 +141,8 @@ class QueryEncoder(nn.Module):
         (fewer targets than m) feed their prediction. `prefix_mask` (B, P) marks real positions of a left-padded
         prefix; None means every position is real.
         """
-        from transformers.cache_utils import DynamicCache
-
         b = prefix.shape[0]
-        cache = DynamicCache()
+        cache = self._new_cache()
         mask = prefix_mask
         positions = None
         if mask is not None:
@@ -152,6 +150,13 @@ class QueryEncoder(nn.Module):
         inputs = prefix
         outs: list[torch.Tensor] = []
         cache_arg = self._cache_argument()
+        feed_pred = None  # (B, m − 1, 1): feed the prediction (else the target) after step i; decided once
+        if teacher is not None and m > 1:
+            feed_pred = (use_pred[:, : m - 1].to(prefix.device) if use_pred is not None
+                         else torch.zeros(b, m - 1, dtype=torch.bool, device=prefix.device))
+            if teacher_mask is not None:
+                feed_pred = feed_pred | ~teacher_mask[:, : m - 1].to(prefix.device)
+            feed_pred = feed_pred.unsqueeze(-1)
         for i in range(m):
             kwargs: dict[str, Any] = {}
             if mask is not None:
@@ -163,18 +168,25 @@ class QueryEncoder(nn.Module):
             if i == m - 1:
                 break
             fed = q
-            if teacher is not None:
-                pred = use_pred[:, i].to(q.device) if use_pred is not None else torch.zeros(b, dtype=torch.bool,
-                                                                                          device=q.device)
-                if teacher_mask is not None:
-                    pred = pred | ~teacher_mask[:, i]
-                fed = torch.where(pred[:, None], q, teacher[:, i].to(q.dtype))
+            if teacher is not None and feed_pred is not None:
+                fed = torch.where(feed_pred[:, i], q, teacher[:, i].to(q.dtype))
             inputs = self.target_proj(fed.to(self.target_proj.weight.dtype)).unsqueeze(1)
             if mask is not None:
                 assert positions is not None
                 mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)
                 positions = positions[:, -1:] + 1
         return torch.stack(outs, dim=1)
+
+    def _new_cache(self) -> Any:
+        """An empty key/value cache for the backbone: the plain one of `tiny` (no `transformers` import, none of
+        its per-call bookkeeping), else `transformers`' DynamicCache."""
+        from bench.models.tiny import TinyCache, TinyModel
+
+        if isinstance(self.backbone, TinyModel):
+            return TinyCache()
+        from transformers.cache_utils import DynamicCache
+
+        return DynamicCache()
 
     @torch.no_grad()
     def generate(self, x: torch.Tensor | dict[str, torch.Tensor], m: int) -> torch.Tensor:

@@ -162,18 +162,21 @@ class TinyModel(nn.Module):
     def get_input_embeddings(self) -> nn.Module:
         return self.embed_tokens
 
-    def _rope(self, positions: torch.Tensor, top: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and signed sin for integer positions (any shape P, all < top) → (*P, head_dim) each, from a table."""
+    def _rope_tables(self, top: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and signed sin of positions 0 … ≥ top − 1, (n, head_dim) each, built once and grown when needed."""
         table = self._rope_table
-        if table is None or table[0].shape[0] < top or table[0].device != positions.device:
+        if table is None or table[0].shape[0] < top or table[0].device != device:
             n = max(64, 1 << (top - 1).bit_length())
-            freqs = torch.arange(n, device=positions.device, dtype=torch.float32)[:, None] * self.inv_freq.to(
-                positions.device)
+            freqs = torch.arange(n, device=device, dtype=torch.float32)[:, None] * self.inv_freq.to(device)
             angles = torch.cat([freqs, freqs], -1)  # (n, head_dim), Llama's layout
             sign = torch.cat([-torch.ones_like(freqs), torch.ones_like(freqs)], -1)
             table = (angles.cos(), sign * angles.sin())
             self._rope_table = table
-        cos, sin = table
+        return table
+
+    def _rope(self, positions: torch.Tensor, top: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and signed sin for integer positions (any shape P, all < top) → (*P, head_dim) each, from a table."""
+        cos, sin = self._rope_tables(top, positions.device)
         return cos[positions].to(dtype), sin[positions].to(dtype)
 
     def forward(
@@ -195,9 +198,8 @@ class TinyModel(nn.Module):
         if cache is None and use_cache:
             cache = TinyCache()
         past = int(cache.get_seq_length()) if cache is not None else 0
-        if position_ids is None:
-            pos = torch.arange(past, past + n, device=x.device)
-            cos, sin = self._rope(pos, past + n, x.dtype)  # (N, hd): broadcasts over (B, H, N, hd)
+        if position_ids is None:  # positions past … past + N − 1: a slice of the tables (a view, no kernel)
+            cos, sin = (t[past : past + n].to(x.dtype) for t in self._rope_tables(past + n, x.device))  # (N, hd)
         else:
             top = int(position_ids.max()) + 1 if position_ids.numel() else 1
             cos, sin = self._rope(position_ids, top, x.dtype)  # (B, N, hd)

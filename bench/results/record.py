@@ -285,12 +285,16 @@ def warn_skipped(problem: str) -> None:
     from bench.progress import warn
 
     warn(f"skipped {problem}; each system's newest valid run is used")
+_TREC_SAFE = "".join(chr(c) for c in range(33, 127) if chr(c) != "%")  # printable ASCII but '%': kept as it is
+_TREC_PLAIN = re.compile(r"[!-$&-~]*")  # ids made of those characters only: nothing to encode
 
 
 def trec_id(identifier: str) -> str:
     """An id safe for the whitespace-separated TREC formats: whitespace and '%' percent-encoded (LIMIT's doc ids are
     people's names), every other character kept, so ids without whitespace are written unchanged."""
-    return urllib.parse.quote(identifier, safe="".join(chr(c) for c in range(33, 127) if chr(c) != "%"))
+    if _TREC_PLAIN.fullmatch(identifier):
+        return identifier
+    return urllib.parse.quote(identifier, safe=_TREC_SAFE)
 
 
 TREC_SCORES = ("the system's scores as float32, each equal score after the first of a tie lowered by the smallest "
@@ -302,6 +306,8 @@ def strictly_decreasing(scores: np.ndarray) -> tuple[np.ndarray, int]:
     written one becomes the float32 just below it (np.nextafter). The order is ours; each value moves by as many
     float32 steps as the tie it ends is long. Returns the values and how many moved."""
     out = np.asarray(scores, dtype=np.float32).copy()
+    if len(out) < 2 or bool(np.all(out[1:] < out[:-1])):
+        return out, 0  # already strictly decreasing: the common case, no Python loop
     moved = 0
     for r in range(1, len(out)):
         if out[r] >= out[r - 1]:
@@ -318,21 +324,29 @@ def write_trec_run(path: str | Path, query_ids: list[str], ranking: np.ndarray, 
     re-sort a run by score and break ties by document id; with no ties left they keep our order (equal scores by the
     lower corpus row). Without `scores`: depth − rank (the pre-stage format). Returns how many scores were lowered."""
     depth = ranking.shape[1]
-    lines = int((ranking >= 0).sum())
+    tag_t = trec_id(tag)
+    docs: dict[int, str] = {}  # each document's TREC id, encoded once
+    lines_total = int((ranking >= 0).sum())
     widest_qid = max((len(trec_id(q)) for q in query_ids), default=0)
     sample = [len(trec_id(doc_ids[d])) for d in ranking[:1].ravel().tolist() if d >= 0] or [16]
-    need = lines * (widest_qid + max(sample) + len(trec_id(tag)) + 32)  # about: qid Q0 doc rank score tag
+    need = lines_total * (widest_qid + max(sample) + len(tag_t) + 32)  # about: qid Q0 doc rank score tag
     nudged = 0
     with atomic_open(path, need=need) as fh:
-        for i, (qid, row) in enumerate(zip(query_ids, ranking, strict=True)):
-            n = int(np.sum(row >= 0))
-            written: np.ndarray | None = None
+        for i, (qid, row) in enumerate(zip(query_ids, ranking.tolist(), strict=True)):
+            qid_t = trec_id(qid)
+            n = next((j for j, doc in enumerate(row) if doc < 0), len(row))
+            values: list[float] | None = None
             if scores is not None:
                 written, moved = strictly_decreasing(scores[i, :n])
                 nudged += moved
-            for rank, doc in enumerate(row[:n].tolist()):
-                score = f"{float(written[rank]):.9g}" if written is not None else str(depth - rank)
-                fh.write(f"{trec_id(qid)} Q0 {trec_id(doc_ids[doc])} {rank + 1} {score} {trec_id(tag)}\n")
+                values = written.tolist()
+            lines = []
+            for rank, doc in enumerate(row[:n]):
+                if doc not in docs:
+                    docs[doc] = trec_id(doc_ids[doc])
+                score = f"{values[rank]:.9g}" if values is not None else str(depth - rank)
+                lines.append(f"{qid_t} Q0 {docs[doc]} {rank + 1} {score} {tag_t}\n")
+            fh.write("".join(lines))
     return nudged
 
 

@@ -156,9 +156,11 @@ class TrainingExamples:
     def negatives(self, idx: np.ndarray, shape: tuple[int, int], n_corpus: int,
                   rng: np.random.Generator) -> np.ndarray:
         """Uniform random corpus rows, (B, T), none of them a gold doc of its own example (redrawn until so)."""
-        gold = self.gold_rows(idx)
-        key_gold = np.concatenate([np.int64(i) * n_corpus + g for i, g in enumerate(gold)])
-        if min(n_corpus - len(np.unique(g)) for g in gold) <= 0:
+        counts = self.counts[idx].ravel()  # every cluster of every example, its gold docs laid out flat
+        owner = np.repeat(np.repeat(np.arange(len(idx), dtype=np.int64), self.counts.shape[1]), counts)
+        first = np.repeat(self.starts[idx].ravel() - (np.cumsum(counts) - counts), counts)
+        key_gold = np.unique(owner * np.int64(n_corpus) + self.docs[first + np.arange(int(counts.sum()))])
+        if len(idx) and np.bincount(key_gold // n_corpus, minlength=len(idx)).max() >= n_corpus:
             raise BenchError("an example's gold documents cover the whole corpus: no negative can be drawn")
         neg = rng.integers(0, n_corpus, shape)
         for _ in range(1000):

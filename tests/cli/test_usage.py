@@ -53,21 +53,23 @@ USAGE = [
         "`bench lst`", outcome="typer's usage message (with close matches for a mistyped command), exit 2, "
         "no traceback", issue=1)
 @pytest.mark.parametrize(("args", "what", "message"), USAGE, ids=[u[1] for u in USAGE])
-def test_usage_errors_are_typer_messages_and_exit_2(args: list[str], what: str, message: str) -> None:
+def test_usage_errors_are_typer_messages_and_exit_2(args: list[str], what: str, message: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     if args == ["--task"]:
         args = ["run", "--task"]
-    res = bench(*args)
-    err = " ".join(res.stderr.replace("│", " ").split())
-    assert res.returncode == 2, res.stderr
+    code = main(args)  # the entry point in this process: the same parsing and messages as a fresh `bench`
+    stderr = capsys.readouterr().err
+    err = " ".join(stderr.replace("│", " ").split())
+    assert code == 2, stderr
     assert message in err
-    assert "Traceback" not in res.stderr
+    assert "Traceback" not in stderr
     if args != ["run", "--task"]:  # click gives this one no usage line (no command context yet)
         assert "Usage: " in err and "--help' for help." in err
 
 
 @robust(case="`bench` with no arguments", outcome="the help text, exit 2, no traceback", issue=1)
 def test_bench_alone_prints_help_and_exits_2() -> None:
-    res = bench()
+    res = bench()  # a real process: what a user's shell runs, exit status included
     assert res.returncode == 2
     assert "Usage: " in res.stdout + res.stderr and "run" in res.stdout + res.stderr
     assert "Traceback" not in res.stderr

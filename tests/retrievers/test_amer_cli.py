@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from bench.cli import main
 from bench.storage.cache import cache_root
@@ -46,3 +49,23 @@ def test_repro_writes_the_markdown_table(tmp_path: Path, capsys) -> None:
     assert not list(tmp_path.glob(".*.tmp"))
     assert main(["repro", "synthetic", "--settings", "synthetic-nope"]) == 2
     assert "unknown synthetic setting" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_repro_settings_side_by_side_train_the_same_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--jobs 2 runs two settings in two processes; each trains (in its own fresh cache) what --jobs 1 trains."""
+    settings = ["--settings", "synthetic-linear-ood,synthetic-mlp-single", *TINY, *QUICK, "--device", "cpu"]
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache-1"))
+    assert main(["repro", "synthetic", *settings, "--jobs", "1", "--results-dir", str(tmp_path / "one")]) == 0
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache-2"))
+    assert main(["repro", "synthetic", *settings, "--jobs", "2", "--results-dir", str(tmp_path / "two")]) == 0
+    table = (tmp_path / "two" / "repro-synthetic.md").read_text(encoding="utf-8")
+    assert "| synthetic-linear-ood |" in table and "| synthetic-mlp-single |" in table
+    assert "2 settings at a time" in table
+
+    def per_query(root: Path) -> dict[str, object]:
+        runs = sorted(root.glob("synthetic-*/*/*.json"))
+        assert len(runs) == 4
+        return {str(p.relative_to(root).parent): json.loads(p.read_text())["per_query"] for p in runs}
+
+    assert per_query(tmp_path / "one") == per_query(tmp_path / "two")

@@ -26,9 +26,16 @@ reranking for reordering documents and producing summaries", SIGIR 1998.
   largest λ (the smallest change to the base ranking) wins. `-r mmr.λ=0.75` (or `mmr.lam=0.75`) fixes λ and skips
   tuning.
 
-Vectorised over queries and candidates; the only Python loop is over the selection steps. Queries go in small
-batches (`_BATCH_BYTES` of candidate vectors, a few MB): each step reads the batch's candidate vectors once, and a
-batch that stays in the CPU cache is what makes a step fast (benchmarks/mmr.py).
+How it runs (benchmarks/mmr.py): a selection step compares every candidate with the one just picked, i.e. reads a
+row of the query's Gram matrix V·Vᵀ (V its C × d candidate vectors). So the products leave the selection loop: a
+chunk of queries is gathered once (`gather(rows)`), rows of its Gram matrices are computed by batched float32
+matrix products (compute-bound, unlike one matrix-vector product per step, which is bound by memory), in order of
+relevance and only as far as the picks reach (`_LazyGram`), and a step is a row lookup plus a few elementwise
+operations on (queries × C) arrays: every query of the chunk advances at once, with no Python loop over queries.
+The running MMR value is kept, not recomputed: λ·sim(d, q) − (1 − λ)·max(a, b) is the smaller of its values for a
+and for b, exactly so in floating point (rounding is monotone). Candidates are ordered by corpus row inside each
+query, so the first maximum (`argmax`) is the lower row among equal values. Tuning runs every λ of the grid on the
+same gathered vectors and Gram rows (`mmr_many`).
 """
 
 from __future__ import annotations
@@ -47,7 +54,8 @@ from bench.systems.stages import Reranker, TuningData
 if TYPE_CHECKING:
     from bench.systems.context import RunContext
 
-_BATCH_BYTES = 4 << 20
+_GRAM_BYTES = 32 << 20  # the similarities of one chunk of queries (C × C float32 each)
+_BLOCK = 128  # candidates whose similarities to every other candidate are computed together
 VARIANTS = ("harness", "reference")
 
 
@@ -101,40 +109,98 @@ def relevance(doc_vecs: np.ndarray, queries: QueryVectors, idx: np.ndarray, vali
 def mmr(cands: Candidates, queries: QueryVectors, docs: DocumentVectors, lam: float,
         out_depth: int | None = None, variant: str = "harness") -> Candidates:
     """MMR-re-ranked candidates (the top `out_depth` of the greedy order; all candidates by default)."""
-    if lam == 1.0:
-        return cands.truncate(out_depth) if out_depth else cands
+    return mmr_many(cands, queries, docs, (lam,), out_depth, variant)[0]
+
+
+def mmr_many(cands: Candidates, queries: QueryVectors, docs: DocumentVectors, lams: tuple[float, ...],
+             out_depth: int | None = None, variant: str = "harness") -> list[Candidates]:
+    """`mmr` for each λ of `lams`, sharing the gathered vectors and similarities (what tuning over a grid runs)."""
     n, c = cands.n, cands.k
     keep = min(c, out_depth or c)
-    out_rows = np.full((n, keep), -1, dtype=np.int64)
-    out_scores = np.full((n, keep), -np.inf, dtype=np.float32)
-    batch = max(1, _BATCH_BYTES // max(1, c * docs.dim * 4))
+    base = cands.truncate(out_depth) if out_depth else cands
+    outs = [(np.full((n, keep), -1, dtype=np.int64), np.full((n, keep), -np.inf, dtype=np.float32)) for _ in lams]
+    todo = [i for i, lam in enumerate(lams) if lam != 1.0]  # λ = 1: the base ranking itself
+    if todo and n and c:
+        order = np.argsort(cands.rows, axis=1, kind="stable")  # by corpus row: argmax's first maximum = lower row
+        chunk = max(1, _GRAM_BYTES // (c * c * 4))
+        for start in range(0, n, chunk):
+            idx = np.arange(start, min(n, start + chunk))
+            perm = order[idx]
+            rows = np.take_along_axis(cands.rows[idx], perm, axis=1)  # (b, C), rows ascending
+            vecs = docs.gather(cands.rows[idx])  # (b, C, d) gathered once, zeros on padding
+            # relevance on the gathered order: a float32 product's last bit can depend on the row's position
+            sim, empty = relevance(vecs, queries, idx, cands.rows[idx] >= 0, variant)
+            sim_q = np.take_along_axis(sim, perm, axis=1)
+            gram = _LazyGram(vecs[np.arange(len(idx))[:, None], perm], sim_q)
+            for i in todo:
+                outs[i][0][idx], outs[i][1][idx] = _select(rows, sim_q, gram, lams[i], keep, empty)
+    return [base if lam == 1.0 else Candidates(r, s) for lam, (r, s) in zip(lams, outs, strict=True)]
+
+
+class _LazyGram:
+    """The candidates' similarities sim(d, s) of a chunk of queries, computed a block of rows at a time.
+
+    A selection step needs the similarities of every candidate to the one just picked: a row of the query's Gram
+    matrix V·Vᵀ. Rows are computed in order of relevance, `_BLOCK` at a time for every query of the chunk (one
+    batched float32 product, compute-bound), and only as far as the picks reach: MMR's picks are mostly among the
+    more relevant candidates, so the top 100 of 500 need about half of the matrix (benchmarks/mmr.py)."""
+
+    def __init__(self, vecs: np.ndarray, sim_q: np.ndarray) -> None:
+        import torch  # the batched product: torch.bmm runs these shapes several times faster than numpy's matmul
+
+        b, c, _ = vecs.shape
+        self.vecs = torch.from_numpy(vecs)  # (b, C, d), shares memory
+        self.rows = np.empty((b, c, c), dtype=np.float32)  # rows[q, j] = sim(candidate j, every candidate) once done
+        self.by_relevance = np.argsort(-sim_q, axis=1, kind="stable")  # (b, C) candidate columns, most relevant first
+        self.rank = np.empty((b, c), dtype=np.int64)
+        np.put_along_axis(self.rank, self.by_relevance, np.arange(c)[None, :], axis=1)
+        self.done = 0  # rows of the first `done` candidates in relevance order are computed, for every query
+
+    def _extend(self, upto: int) -> None:
+        import torch
+
+        b, c = self.rank.shape
+        while self.done <= upto:
+            cols = self.by_relevance[:, self.done : self.done + _BLOCK]  # (b, B)
+            picked = torch.from_numpy(self.vecs.numpy()[np.arange(b)[:, None], cols])  # (b, B, d)
+            self.rows[np.arange(b)[:, None], cols] = torch.bmm(picked, self.vecs.transpose(1, 2)).numpy()
+            self.done = min(c, self.done + _BLOCK)
+
+    def row(self, pick: np.ndarray, live: np.ndarray) -> np.ndarray:
+        """sim(d, pick[q]) for every candidate d of every query q: (b, C); computed first where missing."""
+        ar = np.arange(len(pick))
+        reach = int(np.max(self.rank[ar, pick], where=live, initial=-1))
+        if reach >= self.done:
+            self._extend(reach)
+        return self.rows[ar, pick]
+
+
+def _select(rows: np.ndarray, sim_q: np.ndarray, gram: _LazyGram, lam: float, keep: int,
+            empty: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The greedy selection for one chunk of queries, all at once: rows and MMR values (b, keep) of the picks.
+    `empty` is the redundancy of an empty selection (0: the clamp; −1: none, see `relevance`)."""
+    b, c = rows.shape
+    out_rows = np.full((b, keep), -1, dtype=np.int64)
+    out_scores = np.full((b, keep), -np.inf, dtype=np.float32)
     lam32, div32 = np.float32(lam), np.float32(1.0 - lam)
-    big = np.iinfo(np.int64).max
-    for start in range(0, n, batch):
-        idx = np.arange(start, min(n, start + batch))
-        rows = cands.rows[idx]  # (b, C)
-        valid = rows >= 0
-        vecs = docs.gather(rows)  # (b, C, d), zeros on padding
-        sim, empty = relevance(vecs, queries, idx, valid, variant)
-        rel = lam32 * sim  # (b, C)
-        max_sim = np.full(rows.shape, empty, dtype=np.float32)  # a running max from `empty`: 0 is the clamp
-        taken = ~valid
-        b = len(idx)
-        ar = np.arange(b)
-        for step in range(keep):
-            value = np.where(taken, -np.inf, rel - div32 * max_sim).astype(np.float32)
-            best = value.max(axis=1)
-            live = np.isfinite(best)
-            if not live.any():
-                break
-            pick = np.where(value == best[:, None], rows, big).argmin(axis=1)  # ties → lower corpus row
-            out_rows[idx[live], step] = rows[ar[live], pick[live]]
-            out_scores[idx[live], step] = best[live]
-            taken[ar[live], pick[live]] = True
-            chosen = vecs[ar, pick]  # (b, d)
-            sim_new = np.matmul(vecs, chosen[:, :, None])[:, :, 0]  # (b, C): batched BLAS matrix-vector products
-            max_sim = np.where(live[:, None], np.maximum(max_sim, sim_new), max_sim)
-    return Candidates(out_rows, out_scores)
+    rel = lam32 * sim_q  # (b, C) float32
+    value = np.where(rows >= 0, rel - div32 * np.float32(empty), -np.inf).astype(np.float32)  # redundancy of S = ∅
+    ar = np.arange(b)
+    term = np.empty((b, c), dtype=np.float32)
+    for step in range(keep):
+        pick = value.argmax(axis=1)
+        best = value[ar, pick]
+        live = np.isfinite(best)
+        if not live.any():
+            break
+        out_rows[live, step] = rows[ar[live], pick[live]]
+        out_scores[live, step] = best[live]
+        value[ar, pick] = -np.inf  # taken
+        # value = λ·rel − (1 − λ)·max(redundancy, sim(d, picked)) = min(value, λ·rel − (1 − λ)·sim(d, picked))
+        np.multiply(gram.row(pick, live), div32, out=term)
+        np.subtract(rel, term, out=term)
+        np.minimum(value, term, out=value)
+    return out_rows, out_scores
 
 
 @register_reranker(
@@ -157,10 +223,9 @@ class MMRReranker(Reranker):
              keep: int | None = None) -> dict[str, Any]:
         if data.queries is None or docs is None:
             raise BenchError("mmr needs query and document vectors to tune λ")
-        scores: dict[float, float] = {}
-        for lam in self.params.grid:
-            scores[float(lam)] = data.evaluate(mmr(data.candidates, data.queries, docs, float(lam), keep,
-                                                   self.params.variant))
+        grid = tuple(float(lam) for lam in self.params.grid)
+        ranked = mmr_many(data.candidates, data.queries, docs, grid, keep, self.params.variant)
+        scores = {lam: data.evaluate(out) for lam, out in zip(grid, ranked, strict=True)}
         best = max(scores.values())
         self.lam = max(lam for lam, v in scores.items() if v == best)
         self.tuning = {"lambda": self.lam, "metric": data.metric, "grid": {str(k): v for k, v in scores.items()}}
