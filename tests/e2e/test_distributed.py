@@ -94,7 +94,7 @@ def test_one_results_file_with_the_single_process_values(single: dict, two: dict
     assert run["query_ids"] == ref["query_ids"] and len(run["query_ids"]) == N_QUERIES
     assert run["per_query"] == ref["per_query"]
     assert run["extra"]["distributed"]["processes"] == 2
-    assert two["out"].count("MRECALL@") >= 1 and two["out"].count("minilm: ") == 1  # one table, one path: rank 0
+    assert two["out"].count("MRECALL") >= 1 and two["out"].count("minilm: ") == 1  # one table, one path: rank 0
 
 
 def test_two_ranks_spend_at_most_1_3x_the_cpu_time_of_one(single: dict, two: dict) -> None:
@@ -138,11 +138,16 @@ def test_data_prepare_shares_the_dense_encoding_out(tmp_path: Path) -> None:
     writers = [json.loads(Path(f"{p}.manifest.json").read_text())["info"]["rank"] for p in _shards(tmp_path / "cache")]
     assert len(writers) == 8 and sorted(set(writers)) == [0, 1]
     assert done.stdout.count("prepared:") == 1  # rank 0 prints
-    (folder,) = (tmp_path / "cache" / "tasks" / "ambigqa").iterdir()
+    (folder,) = _entries(tmp_path / "cache" / "tasks" / "ambigqa")
     single = subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, env=_env(tmp_path / "cache1"),
                             capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stdout + single.stderr
-    (ref,) = (tmp_path / "cache1" / "tasks" / "ambigqa").iterdir()
+    (ref,) = _entries(tmp_path / "cache1" / "tasks" / "ambigqa")
     assert folder.name == ref.name
     for name in ("queries.jsonl", "qrels/train.tsv", "qrels/test.tsv"):
         assert (folder / name).read_text() == (ref / name).read_text()
+
+
+def _entries(folder: Path) -> list[Path]:
+    """The entry folders of a cache folder: not their manifests nor the `.locks` folder (bench/storage/cache.py)."""
+    return [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]

@@ -78,7 +78,7 @@ def test_runs_on_a_chosen_corpus_get_a_folder_of_their_own_and_old_ones_still_lo
         "toy/bm25", "toy/corpus=psgs_w100-1a2b3c4d/bm25", "toy/corpus=wiki-vital/bm25"]
     assert find_runs(tmp_path, "toy") == paths  # both layouts, oldest first
     assert find_runs(tmp_path, "toy", "bm25") == paths
-    assert latest_runs(tmp_path, "toy")["bm25"].run_id == b.run_id
+    assert latest_runs(tmp_path, "toy")["bm25"][0].run_id == b.run_id
 
 
 @pytest.mark.robustness(case="`bench compare` over runs of one task on two corpora (e.g. a forgotten -t corpus=)",
