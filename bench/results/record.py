@@ -270,16 +270,6 @@ def valid_runs(paths: Iterable[Path], on_skip: Callable[[str], None]) -> Iterato
             on_skip(str(exc))
 
 
-def latest_runs(results_dir: str | Path, task: str,
-                on_skip: Callable[[str], None] | None = None) -> dict[str, tuple[RunResult, Path]]:
-    """The newest valid run of each system on a task, and its file (run ids start with a UTC timestamp, so names sort
-    by time); files that do not read back are skipped, each reported to `on_skip` (by default a warning line)."""
-    out: dict[str, tuple[RunResult, Path]] = {}
-    for rec, path in valid_runs(find_runs(results_dir, task), on_skip or warn_skipped):
-        out[rec.system] = (rec, path)
-    return out
-
-
 def warn_skipped(problem: str) -> None:
     """The warning line for a results file skipped because it does not read back."""
     from bench.progress import warn

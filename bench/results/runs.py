@@ -3,18 +3,19 @@ function, used by `bench compare | plot | export | report` and the Python API (b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.errors import BenchError
 from bench.results.record import RunResult, find_runs, load_run, valid_runs, warn_skipped
 
 
-def collect_runs(task: str | None, results_dir: Path,
-                 run_files: list[Path] | None) -> dict[str, tuple[RunResult, Path]]:
+def collect_runs(task: str | None, results_dir: Path, run_files: list[Path] | None,
+                 on_skip: Callable[[str], None] = warn_skipped) -> dict[str, tuple[RunResult, Path]]:
     """label → (run, path): the given run files, or the newest valid run of each system on `task` under results_dir
-    (a file that does not read back is a warning naming it, then skipped). The label is the system's canonical name
-    (a plain retriever name for runs made before systems had names). The newest runs must share one corpus: runs on
-    several are an error saying which systems ran on which and how to name the files to compare."""
+    (a file that does not read back is skipped and named to `on_skip`, by default in a warning line). The label is the
+    system's canonical name (a plain retriever name for runs made before systems had names). The newest runs must
+    share one corpus: runs on several are an error saying which systems ran on which and how to name the files."""
     found: dict[str, tuple[RunResult, Path]] = {}
     if run_files:
         for path in run_files:
@@ -27,7 +28,7 @@ def collect_runs(task: str | None, results_dir: Path,
     if not task:
         raise BenchError("give --task (or run files with --run)")
     by_corpus: dict[str, dict[str, tuple[RunResult, Path]]] = {}
-    for rec, path in valid_runs(find_runs(results_dir, task), warn_skipped):  # oldest first: the newest run wins
+    for rec, path in valid_runs(find_runs(results_dir, task), on_skip):  # oldest first: the newest run wins
         corpus = str(rec.data_hash.get("corpus", ""))
         for other in by_corpus.values():  # a system's newest run decides its corpus
             other.pop(rec.system, None)

@@ -65,7 +65,8 @@ def test_long_system_names_fold_into_a_bounded_folder() -> None:
     assert len(folded) == 89 and folded.startswith(name[:80] + "-")
     assert folded != system_folder(name[:-1] + "y]") and system_folder("a" * 101) != "a" * 101
 def test_runs_on_a_chosen_corpus_get_a_folder_of_their_own_and_old_ones_still_load(tmp_path: Path) -> None:
-    from bench.results.record import find_runs, latest_runs, save_run
+    from bench.results.record import find_runs, save_run
+    from bench.results.runs import collect_runs
     from tests.results.test_report import make_run
 
     old = make_run("bm25", [1, 0], sims=None, run_id="20260101T000000000Z-old")  # before corpus folders
@@ -78,7 +79,7 @@ def test_runs_on_a_chosen_corpus_get_a_folder_of_their_own_and_old_ones_still_lo
         "toy/bm25", "toy/corpus=psgs_w100-1a2b3c4d/bm25", "toy/corpus=wiki-vital/bm25"]
     assert find_runs(tmp_path, "toy") == paths  # both layouts, oldest first
     assert find_runs(tmp_path, "toy", "bm25") == paths
-    assert latest_runs(tmp_path, "toy")["bm25"][0].run_id == b.run_id
+    assert collect_runs("toy", tmp_path, None)["bm25"][0].run_id == b.run_id  # the newest run decides the corpus
 
 
 @pytest.mark.robustness(case="`bench compare` over runs of one task on two corpora (e.g. a forgotten -t corpus=)",

@@ -1,6 +1,6 @@
 """Records read back are held to their measures (bench/results/validate.py): values inside each measure's range,
 whole where it counts, counts not negative; the newest valid run of each system is found past broken files
-(bench/results/record.py `latest_runs`)."""
+(bench/results/runs.py `collect_runs`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from bench.errors import BenchError
 from bench.metrics import parse_metric
-from bench.results.record import latest_runs, load_run, valid_runs
+from bench.results.record import load_run, valid_runs
+from bench.results.runs import collect_runs
 from bench.results.validate import check_run_record
 
 
@@ -55,7 +56,7 @@ def test_the_newest_valid_run_of_each_system_wins(tmp_path: Path) -> None:
                        ("20260103", _rec(run_id="20260103T000000000Z-cccccccc", corpus_size=-5))):
         (folder / f"{stamp}T000000000Z-x.json").write_text(json.dumps(rec))
     skipped: list[str] = []
-    runs = latest_runs(tmp_path, "t", on_skip=skipped.append)
+    runs = collect_runs("t", tmp_path, None, on_skip=skipped.append)
     assert runs["r"][0].run_id == "20260102T000000000Z-bbbbbbbb"
     assert len(skipped) == 1 and skipped[0].startswith(str(folder / "20260103T000000000Z-x.json"))
     assert [r.run_id for r, _ in valid_runs(sorted(folder.glob("*.json")), skipped.append)] == \
