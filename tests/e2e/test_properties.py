@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bench.data.task import Targets
@@ -157,12 +157,14 @@ impossible = st.sampled_from([5.0, -0.5, 1.5, 0.5, 100.0, -1e-9, 1 + 1e-9, float
 @st.composite
 def broken_runs(draw: st.DrawFn) -> dict:
     """A valid record with one field made impossible: a metric value out of range (or a fraction where MRECALL
-    counts, or NaN), a summary out of range, a field of the wrong type, a missing field, a count below zero."""
+    counts, or NaN) for one query or every query, a summary out of range, a field of the wrong type, a missing field, a count below zero."""
     rec = draw(valid_runs)
-    how = draw(st.sampled_from(["per_query", "summary", "type", "missing", "count"]))
+    how = draw(st.sampled_from(["per_query", "every_query", "summary", "type", "missing", "count"]))
     if how == "per_query":
         values = rec["per_query"][draw(st.sampled_from(METRICS))]
         values[draw(st.integers(0, 5))] = draw(impossible)
+    elif how == "every_query":  # a mean out of range too, whatever the other values
+        rec["per_query"][draw(st.sampled_from(METRICS))] = [draw(impossible)] * 6
     elif how == "summary":
         rec["summary"][draw(st.sampled_from(METRICS))] = draw(impossible)
     elif how == "type":
@@ -189,6 +191,8 @@ run_files = valid_runs.map(_as_json) | broken_runs().map(_as_json) | \
         "each) or exactly one `error:` line; never a traceback", issue=11)
 @settings(CI, max_examples=40)
 @given(files=st.lists(run_files, min_size=1, max_size=3), mode=st.sampled_from(["runs", "folder"]))
+@example(files=[_as_json(_record("b", [5.0] * 6, [1.0] * 6))], mode="runs")  # "500.00*" before records were checked
+@example(files=[_as_json(_record("b", [5.0] * 6, [1.0] * 6))], mode="folder")
 def test_compare_prints_values_in_range_or_one_error(tmp_path_factory: pytest.TempPathFactory,
                                                      capsys: pytest.CaptureFixture, files: list[bytes],
                                                      mode: str) -> None:
