@@ -157,7 +157,8 @@ impossible = st.sampled_from([5.0, -0.5, 1.5, 0.5, 100.0, -1e-9, 1 + 1e-9, float
 @st.composite
 def broken_runs(draw: st.DrawFn) -> dict:
     """A valid record with one field made impossible: a metric value out of range (or a fraction where MRECALL
-    counts, or NaN) for one query or every query, a summary out of range, a field of the wrong type, a missing field, a count below zero."""
+    counts, or NaN) for one query or every query, a summary out of range, a field of the wrong type, a missing field,
+    a count below zero."""
     rec = draw(valid_runs)
     how = draw(st.sampled_from(["per_query", "every_query", "summary", "type", "missing", "count"]))
     if how == "per_query":
