@@ -7,8 +7,8 @@ the package types a training default: `TrainConfig.from_params` copies fields by
 
 A training *recipe* (`recipe=harness`, the default, or `recipe=reference`: the reference implementation's training
 procedure, docs/fidelity.md "Training") gives the parameters in `RECIPES` their values; each is also a parameter of
-its own, whose default `None` means "the recipe's" and whose explicit value wins over the recipe. `TrainConfig`
-holds the resolved values (`resolve_recipe`), and every result records them (`retriever_info.training_recipe`).
+its own, whose default `None` means "the recipe's" and whose explicit value wins over the recipe. The trainer reads
+the resolved values (`resolve_recipe`), and every result records them (`retriever_info.training_recipe`).
 """
 
 from __future__ import annotations
@@ -166,9 +166,7 @@ class StopParams:
 
 @dataclass(frozen=True)
 class TrainConfig(TrainParams, SamplingParams, StopParams):
-    """One training run: the user's settings plus the objective (a name in bench.train.objectives), seed, device.
-
-    The recipe's parameters hold their resolved values here (never None)."""
+    """One training run: the user's settings plus the objective (a name in bench.train.objectives), seed, device."""
 
     objective: str = "matched"
     betas: tuple[float, float] = (0.9, 0.98)
@@ -179,17 +177,12 @@ class TrainConfig(TrainParams, SamplingParams, StopParams):
         TrainParams.__post_init__(self)
         SamplingParams.__post_init__(self)
         StopParams.__post_init__(self)
-        for name, value in resolve_recipe(self).items():
-            object.__setattr__(self, name, value)
         if not OBJECTIVES.has(self.objective):  # unknown names fail here, with the known ones listed
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES.all())}, got {self.objective!r}")
 
-    def number(self, name: str) -> float:
-        """A numeric recipe parameter (`srm`, `clip`, `eps`), resolved: never None in a TrainConfig."""
-        value = getattr(self, name)
-        if value is None:
-            raise ValueError(f"{name} is not resolved")
-        return float(value)
+    def recipe_values(self) -> dict[str, Any]:
+        """The recipe and each of its parameters' values for this run (`resolve_recipe`)."""
+        return resolve_recipe(self)
 
     @classmethod
     def from_params(cls, params: Any, **run: Any) -> TrainConfig:

@@ -98,12 +98,13 @@ class Trainer:
         self.train_ex = examples.subset(np.sort(perm[n_val:]))
         self.val_ex = examples.subset(np.sort(perm[:n_val])) if n_val else None
         self.n_targets = examples.n_targets
-        self.first = cfg.positive == "first"
+        self.recipe = cfg.recipe_values()  # the recipe's parameters, resolved (explicit values win)
+        self.first = self.recipe["positive"] == "first"
         # the reference's negatives: drawn once per training example (one per answer slot) and kept every epoch
         self.fixed_neg = (fixed_negatives(self.train_ex, self.n_corpus, np.random.default_rng([cfg.seed, 4]))
-                          if cfg.negatives == "fixed" else None)
+                          if self.recipe["negatives"] == "fixed" else None)
         # one-label steps (AMER only; Single-Query's own steps are already one-label)
-        self.one_label: Objective | None = (get_objective("rand1", cfg) if cfg.one_label and
+        self.one_label: Objective | None = (get_objective("rand1", cfg) if self.recipe["one_label"] and
                                             self.objective.autoregressive else None)
         self.one_label_sampler: BatchSampler | None = None
         self.val_batch: Batch | None = None
@@ -217,7 +218,7 @@ class Trainer:
         on (`one_label`), one more optimiser step follows on one random target per query of another batch, the
         learning-rate schedule not stepped for it (the reference's `mix_one_label_shuffled`)."""
         cfg = self.cfg
-        p = sampling_probability(step, cfg.steps, cfg.sampling, cfg.sampling_cap, cfg.number("srm"))
+        p = sampling_probability(step, cfg.steps, cfg.sampling, cfg.sampling_cap, float(self.recipe["srm"]))
         batch = self.draw(self.sampler, p, self.objective)
         local_total = self.optimise(wrapped, batch, self.objective)
         self.sched.step()
@@ -232,7 +233,7 @@ class Trainer:
         """The next global batch of `sampler` for `objective` (under majority batching, its modal count only)."""
         batch = draw_batch(self.train_ex, sampler.next(), self.n_corpus, p, sampler.rng, objective.select,
                            self.first, self.fixed_neg)
-        return batch.majority() if self.cfg.batching == "majority" else batch
+        return batch.majority() if self.recipe["batching"] == "majority" else batch
 
     def optimise(self, wrapped: Any, batch: Batch, objective: Objective) -> float:
         """Forward and backward over `grad_accum` micro-batches of `batch`, clip, one optimiser step; this
@@ -256,7 +257,7 @@ class Trainer:
             local_total += float(loss.detach()) / len(micro)
         if self.scaler is not None:
             self.scaler.unscale_(self.opt)
-        torch.nn.utils.clip_grad_norm_(self.trainable, cfg.number("clip"))
+        torch.nn.utils.clip_grad_norm_(self.trainable, float(self.recipe["clip"]))
         if self.scaler is not None:
             self.scaler.step(self.opt)
             self.scaler.update()
@@ -275,17 +276,17 @@ class Trainer:
         if batch <= 0:
             raise BenchError(f"batch_size {cfg.batch_size} is too small for {self.strategy.world_size} process(es) × "
                              f"grad_accum {cfg.grad_accum} (or the training split too small)")
-        if cfg.batching == "majority" and self.strategy.world_size > 1:
+        if self.recipe["batching"] == "majority" and self.strategy.world_size > 1:
             raise BenchError("batching=majority drops examples per batch, which one process alone can do; train "
                              "without torchrun or with -r batching=padded")
         wrapped = self.strategy.wrap(model)
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         # fused: one kernel for every parameter (1.9 → 1.1 ms a step on CPU)
-        self.opt = torch.optim.AdamW(self.trainable, lr=cfg.lr, betas=cfg.betas, eps=cfg.number("eps"),
+        self.opt = torch.optim.AdamW(self.trainable, lr=cfg.lr, betas=cfg.betas, eps=float(self.recipe["eps"]),
                                      weight_decay=cfg.weight_decay, fused=True)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt,
                                                        lambda s: linear_warmup_decay(s, cfg.steps, cfg.warmup))
-        by_count = self.train_ex.n_answers() if cfg.batching == "majority" else None
+        by_count = self.train_ex.n_answers() if self.recipe["batching"] == "majority" else None
         self.sampler = BatchSampler(len(self.train_ex), batch, np.random.default_rng([cfg.seed, 2]), by_count)
         self.one_label_sampler = (BatchSampler(len(self.train_ex), batch, np.random.default_rng([cfg.seed, 5]),
                                                by_count) if self.one_label is not None else None)
