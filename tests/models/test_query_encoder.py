@@ -62,3 +62,39 @@ def test_config_roundtrip_rebuilds_the_same_module() -> None:
     x = torch.randn(3, 4)
     assert torch.equal(model.eval().generate(x, 4), clone.eval().generate(x, 4))
     assert torch.allclose(F.normalize(model.generate(x, 4), dim=-1), model.generate(x, 4))
+
+
+def _fed_back(model: QueryEncoder, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """What reaches the input projection and what leaves the output projection while generating 2 vectors."""
+    fed: list[torch.Tensor] = []
+    outs: list[torch.Tensor] = []
+    h1 = model.target_proj.register_forward_hook(lambda mod, args, out: fed.append(args[0].clone()))
+    h2 = model.out_proj.register_forward_hook(lambda mod, args, out: outs.append(out.clone()))
+    vecs = model.generate(x, 2)
+    h1.remove()
+    h2.remove()
+    return fed, outs, vecs
+
+
+@torch.no_grad()
+def test_raw_feedback_feeds_the_unnormalised_projection() -> None:
+    """feedback=raw (the reference's) puts W_out·h itself through the input projection; the default its unit vector.
+    Checked on what reaches `target_proj` at inference, and kept through the model's config."""
+    torch.manual_seed(3)
+    normal = QueryEncoder(BackboneConfig(width=16, layers=1, heads=2), d_query=4, d_doc=8, input_scale=0.5).eval()
+    raw = QueryEncoder.from_config({**normal.config(), "feedback": "raw"}).eval()
+    raw.load_state_dict(normal.state_dict())
+    assert raw.config()["feedback"] == "raw" and QueryEncoder.from_config(raw.config()).feedback == "raw"
+    old = {k: v for k, v in normal.config().items() if k != "feedback"}  # a checkpoint from before the option
+    assert QueryEncoder.from_config(old).feedback == "normalised"
+    x = torch.randn(3, 4)
+    for model, unit in ((normal, True), (raw, False)):
+        fed, outs, vecs = _fed_back(model, x)
+        assert len(fed) == 1 and torch.allclose(vecs.norm(dim=-1), torch.ones(3, 2))  # outputs normalised both ways
+        expected = F.normalize(outs[0], dim=-1) if unit else outs[0]
+        torch.testing.assert_close(fed[0], expected)
+        assert torch.allclose(fed[0].norm(dim=-1), torch.ones(3)) == unit
+    assert torch.equal(normal.generate(x, 2)[:, 0], raw.generate(x, 2)[:, 0])  # the first vector sees the query only
+    assert not torch.allclose(normal.generate(x, 2)[:, 1], raw.generate(x, 2)[:, 1])
+    with pytest.raises(ValueError, match="feedback"):
+        QueryEncoder(BackboneConfig(width=16, layers=1, heads=2), 4, 8, 0.5, feedback="unit")
