@@ -177,7 +177,7 @@ class QueryEncoder(nn.Module):
                 break
             fed = raw if self.feedback == "raw" else q
             if teacher is not None and feed_pred is not None:
-                fed = torch.where(feed_pred[:, i], q, teacher[:, i].to(q.dtype))
+                fed = torch.where(feed_pred[:, i], fed, teacher[:, i].to(q.dtype))
             inputs = self.target_proj(fed.to(self.target_proj.weight.dtype)).unsqueeze(1)
             if mask is not None:
                 assert positions is not None
