@@ -36,7 +36,7 @@ from bench.storage.cache import load_or_build, write_entry
 from bench.systems.context import RunContext
 from bench.systems.retriever import VectorRetriever, build_retriever
 from bench.train.checkpoint import checkpoint_key, checkpoint_path, load_checkpoint, save_checkpoint
-from bench.train.config import SamplingParams, StopParams, TrainConfig, TrainParams
+from bench.train.config import RECIPES, SamplingParams, StopParams, TrainConfig, TrainParams, resolve_recipe
 from bench.train.data import TrainingExamples, VectorQueries
 from bench.train.loop import Trainer
 from bench.train.placement import resolve_device, torch_threads
@@ -157,8 +157,20 @@ class TrainedQueryEncoder(VectorRetriever):
 
     # -- training / loading -------------------------------------------------------------------------------------
     def key_config(self, ctx: RunContext) -> dict[str, Any]:
-        """Everything that shapes the trained weights; its hash names the checkpoint."""
+        """Everything that shapes the trained weights; its hash names the checkpoint.
+
+        The recipe's parameters enter with their resolved values (the recipe's name itself does not: the same values
+        train the same weights), those at the harness's own value left out, so the harness's checkpoints keep the
+        keys they had before recipes existed (`clip`, older than recipes, is always in)."""
         params = {k: v for k, v in params_dict(self.params).items() if k not in INFERENCE_ONLY}
+        params.pop("recipe", None)
+        for name, value in resolve_recipe(self.params).items():
+            if name == "recipe":
+                continue
+            if name != "clip" and value == RECIPES["harness"][name]:
+                params.pop(name, None)
+            else:
+                params[name] = value
         lm = self.pretrained(ctx.task)
         # where the data lives and how its fingerprint was obtained (a full hash, or reused while size and mtime are
         # unchanged) do not shape the weights: the content is in data_hash, so those records stay out of the key
@@ -209,8 +221,10 @@ class TrainedQueryEncoder(VectorRetriever):
             ctx.console.print(f"[yellow]warning:[/] width {p.width} < embedding size {d_doc}: a backbone narrower "
                               "than the embeddings is known to fail the linear synthetic task", highlight=False)
         scale = (p.input_scale or 1.0 / math.sqrt(d_query)) if d_query else 1.0
+        feedback = str(resolve_recipe(p).get("feedback", "normalised"))
         return self.model_class(p.backbone_config(lm[0] if lm else None), d_query, d_doc, scale,
-                                finetune=p.finetune, lora=p.lora_settings(), base_hash=lm[1] if lm else None)
+                                finetune=p.finetune, lora=p.lora_settings(), base_hash=lm[1] if lm else None,
+                                feedback=feedback)
 
     def training_examples(self, split: Split, ctx: RunContext) -> TrainingExamples:
         return TrainingExamples.from_split(split, tokenize=self.prompter(ctx.task) if split.vectors is None else None)
@@ -385,6 +399,8 @@ class TrainedQueryEncoder(VectorRetriever):
             "train_seconds": train.get("train_seconds"),
             "resumed_from_step": train.get("resumed_from_step"),
             "processes": train.get("processes"),
+            # the training recipe and the value each of its parameters took (explicit, or the recipe's)
+            "training_recipe": resolve_recipe(self.params),
         }
 
 

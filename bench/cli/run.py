@@ -67,6 +67,16 @@ def one_line(text: str, width: int) -> str:
     return cut.rstrip(" ,;:(-") + " …"
 
 
+def _default_text(key: str, value: object, defaults: dict[str, object]) -> str:
+    """A default as `bench list` shows it; a training-recipe parameter's None with what each recipe sets."""
+    if value is None and "recipe" in defaults:
+        from bench.train.config import RECIPES
+
+        if key in RECIPES["harness"]:
+            return "None = the recipe's: " + ", ".join(f"{r} {values[key]!r}" for r, values in RECIPES.items())
+    return repr(value)
+
+
 def _print_plugin(registry_kind: str, name: str) -> None:
     """Everything about one plugin: description, how to use it, and every parameter with its default."""
     meta = REGISTRIES[registry_kind].all().get(name) or REGISTRIES[registry_kind].get(name)[0]  # `st:` by itself too
@@ -81,7 +91,7 @@ def _print_plugin(registry_kind: str, name: str) -> None:
     table = Table("parameter", "default", title=None, show_edge=False)
     names = meta.param_names()
     for key, value in defaults.items():
-        table.add_row(escape(names.get(key, key)), escape(repr(value)))
+        table.add_row(escape(names.get(key, key)), escape(_default_text(key, value, defaults)))
     print_whole(out, table)
     if registry_kind == "task":
         out.print("set with -t key=value", highlight=False)

@@ -5,7 +5,9 @@ Sequence fed to the causal backbone: the query prefix, then one input per emitte
     [prefix] → q1,   [prefix, e(z1)] → q2,   …,   [prefix, e(z1), …, e(z_{m−1})] → q_m
 
 with q_i = normalise(W_out · h_i) (h_i the last hidden state), e(z) = W_in · z, and z_i either the model's own
-previous prediction q_i (always at inference) or a training target (teacher forcing), chosen per example and step.
+previous prediction (always at inference) or a training target (teacher forcing), chosen per example and step. The
+prediction fed back is q_i (`feedback="normalised"`, the default) or the raw projection W_out · h_i
+(`feedback="raw"`, as the reference implementation feeds it); the choice is part of the model's config.
 The prefix is one projected vector (synthetic tasks, `d_query` > 0) or the token embeddings of the query's prompt
 (text tasks, `d_query` = 0; left padded with a mask). The backbone runs one position at a time with a key/value
 cache, so feeding predictions costs no more than teacher forcing.
@@ -32,8 +34,12 @@ class QueryEncoder(nn.Module):
     """Input projection(s), causal backbone, output projection; outputs are L2-normalised d_doc vectors."""
 
     def __init__(self, backbone_cfg: BackboneConfig, d_query: int, d_doc: int, input_scale: float,
-                 finetune: str = "full", lora: LoraSettings | None = None, base_hash: str | None = None) -> None:
+                 finetune: str = "full", lora: LoraSettings | None = None, base_hash: str | None = None,
+                 feedback: str = "normalised") -> None:
         super().__init__()
+        if feedback not in ("normalised", "raw"):
+            raise ValueError(f"feedback must be 'normalised' or 'raw', got {feedback!r}")
+        self.feedback = feedback
         if finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)}, got {finetune!r}")
         if backbone_cfg.pretrained is None:
@@ -60,7 +66,8 @@ class QueryEncoder(nn.Module):
         """Everything needed to rebuild this module before loading its weights."""
         return {"backbone": self.backbone_cfg.to_dict(), "d_query": self.d_query, "d_doc": self.d_doc,
                 "input_scale": self.input_scale, "finetune": self.finetune,
-                "lora": {**vars(self.lora), "targets": list(self.lora.targets)}, "base_hash": self.base_hash}
+                "lora": {**vars(self.lora), "targets": list(self.lora.targets)}, "base_hash": self.base_hash,
+                "feedback": self.feedback}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> QueryEncoder:
@@ -68,7 +75,7 @@ class QueryEncoder(nn.Module):
         return cls(BackboneConfig(**config["backbone"]), int(config["d_query"]), int(config["d_doc"]),
                    float(config["input_scale"]), finetune=config.get("finetune", "full"),
                    lora=LoraSettings(**{**lora, "targets": tuple(lora["targets"])}) if lora else None,
-                   base_hash=config.get("base_hash"))
+                   base_hash=config.get("base_hash"), feedback=config.get("feedback", "normalised"))
 
     def saves_everything(self) -> bool:
         return self.backbone_cfg.pretrained is None or self.finetune == "full"
@@ -163,13 +170,14 @@ class QueryEncoder(nn.Module):
                 kwargs = {"attention_mask": mask, "position_ids": positions}
             kwargs[cache_arg] = cache
             hidden = self.backbone(inputs_embeds=inputs, use_cache=True, **kwargs)
-            q = F.normalize(self.out_proj(hidden.last_hidden_state[:, -1]).float(), dim=-1)
+            raw = self.out_proj(hidden.last_hidden_state[:, -1]).float()
+            q = F.normalize(raw, dim=-1)
             outs.append(q)
             if i == m - 1:
                 break
-            fed = q
+            fed = raw if self.feedback == "raw" else q
             if teacher is not None and feed_pred is not None:
-                fed = torch.where(feed_pred[:, i], q, teacher[:, i].to(q.dtype))
+                fed = torch.where(feed_pred[:, i], fed, teacher[:, i].to(q.dtype))
             inputs = self.target_proj(fed.to(self.target_proj.weight.dtype)).unsqueeze(1)
             if mask is not None:
                 assert positions is not None

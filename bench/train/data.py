@@ -133,17 +133,29 @@ class TrainingExamples:
     def subset(self, idx: np.ndarray) -> TrainingExamples:
         return TrainingExamples(self.inputs.subset(idx), self.starts[idx], self.counts[idx], self.docs)
 
-    def sample(self, idx: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, idx: np.ndarray, rng: np.random.Generator, first: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """One gold doc per cluster of each query in `idx`, clusters in random order, padding last.
 
         Returns rows (B, T) of corpus rows and mask (B, T), True for real targets (padding rows are 0, masked).
+        The doc is drawn at random within its cluster, or with `first` its first gold document (as the task lists it).
         """
+        rows, mask, order = self.sample_ordered(idx, rng, first)
+        return np.take_along_axis(rows, order, axis=1), np.take_along_axis(mask, order, axis=1)
+
+    def sample_ordered(self, idx: np.ndarray, rng: np.random.Generator, first: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`sample` before its shuffle: rows and mask in cluster order, and the (B, T) order that `sample` applies
+        (so that what is paired with cluster slots, fixed negatives, can follow it)."""
         starts, counts = self.starts[idx], self.counts[idx]
         mask = counts > 0
-        pick = starts + np.minimum((rng.random(starts.shape) * counts).astype(np.int64), np.maximum(counts - 1, 0))
+        if first:
+            pick = starts
+        else:
+            pick = starts + np.minimum((rng.random(starts.shape) * counts).astype(np.int64),
+                                       np.maximum(counts - 1, 0))
         rows = np.where(mask, self.docs[np.where(mask, pick, 0)], 0)
         order = np.argsort(rng.random(starts.shape) + (~mask), axis=1, kind="stable")
-        return np.take_along_axis(rows, order, axis=1), np.take_along_axis(mask, order, axis=1)
+        return rows, mask, order
 
     def gold_rows(self, idx: np.ndarray) -> list[np.ndarray]:
         """Every gold corpus row of each query in `idx` (all docs of all its clusters)."""
@@ -189,16 +201,23 @@ def cluster_layout(split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 class BatchSampler:
     """Endless global batches: successive slices of fresh random permutations (an epoch sees every example once).
 
-    Its state (the generator and the unused rest of the current permutation) goes into resumable checkpoints.
+    With `sort_key` (one value per example, e.g. its answer count) each permutation is stably sorted by it, so the
+    batches of an epoch run from the smallest key to the largest, examples of one key in random order (the reference's
+    loader for majority-count batching). Its state (the generator and the unused rest of the current permutation)
+    goes into resumable checkpoints.
     """
 
-    def __init__(self, n: int, size: int, rng: np.random.Generator) -> None:
+    def __init__(self, n: int, size: int, rng: np.random.Generator, sort_key: np.ndarray | None = None) -> None:
         self.n, self.size, self.rng = n, size, rng
+        self.sort_key = sort_key
         self.buf = np.empty(0, dtype=np.int64)
 
     def next(self) -> np.ndarray:
         while len(self.buf) < self.size:
-            self.buf = np.concatenate([self.buf, self.rng.permutation(self.n)])
+            perm = self.rng.permutation(self.n)
+            if self.sort_key is not None:
+                perm = perm[np.argsort(self.sort_key[perm], kind="stable")]
+            self.buf = np.concatenate([self.buf, perm])
         out, self.buf = self.buf[: self.size], self.buf[self.size:]
         return out
 
@@ -220,19 +239,49 @@ class Batch:
     neg: np.ndarray  # (B, T) negative corpus rows
     use_pred: np.ndarray  # (B, max(T − 1, 0)) feed the model's own prediction at step i (else target i)
 
-    def slice(self, part: slice) -> Batch:
+    def slice(self, part: slice | np.ndarray) -> Batch:
+        """The examples `part` (a slice, or an index or boolean array) of this batch."""
         return Batch(self.idx[part], self.rows[part], self.mask[part], self.neg[part], self.use_pred[part])
+
+    def majority(self) -> Batch:
+        """Only the examples with the batch's most common number of targets (on a tie, the count met first in the
+        batch), target columns cut to that count: the reference's batches, which drop the other examples."""
+        counts = self.mask.sum(axis=1)
+        values, first, freq = np.unique(counts, return_index=True, return_counts=True)
+        modal = int(values[np.lexsort((first, -freq))[0]])
+        kept = self.slice(counts == modal)
+        return Batch(kept.idx, kept.rows[:, :modal], kept.mask[:, :modal], kept.neg[:, :modal],
+                     kept.use_pred[:, : max(modal - 1, 0)])
+
+
+def fixed_negatives(examples: TrainingExamples, n_corpus: int, rng: np.random.Generator) -> np.ndarray:
+    """(N, T) negatives drawn once for every example, one per answer slot, none an own gold doc: the reference's
+    negatives, stored with the data and reused every epoch (slots beyond an example's answers are never used)."""
+    idx = np.arange(len(examples))
+    return examples.negatives(idx, (len(idx), examples.n_targets), n_corpus, rng)
 
 
 def draw_batch(examples: TrainingExamples, idx: np.ndarray, n_corpus: int, p_predicted: float,
-               rng: np.random.Generator, select: Any = None) -> Batch:
+               rng: np.random.Generator, select: Any = None, first: bool = False,
+               fixed_neg: np.ndarray | None = None) -> Batch:
     """Targets (one gold doc per cluster, random order), negatives (never own gold), and which steps feed predictions.
 
-    `select(rows, mask)` is the objective's choice of targets (Single-Query keeps the first one only).
+    `select(rows, mask)` is the objective's choice of targets (Single-Query keeps the first one only). `first` takes
+    each cluster's first gold document instead of a random one; `fixed_neg` ((N, T), from `fixed_negatives`) gives
+    each example its stored negatives, paired with its clusters and shuffled with them, instead of fresh draws.
     """
-    rows, mask = examples.sample(idx, rng)
-    if select is not None:
-        rows, mask = select(rows, mask)
-    neg = examples.negatives(idx, rows.shape, n_corpus, rng)
+    if fixed_neg is None:
+        rows, mask = examples.sample(idx, rng, first)
+        if select is not None:
+            rows, mask = select(rows, mask)
+        neg = examples.negatives(idx, rows.shape, n_corpus, rng)
+    else:
+        rows, mask, order = examples.sample_ordered(idx, rng, first)
+        rows, mask = np.take_along_axis(rows, order, axis=1), np.take_along_axis(mask, order, axis=1)
+        neg = np.take_along_axis(fixed_neg[idx], order, axis=1)
+        if select is not None:
+            rows, mask2 = select(rows, mask)
+            neg, _ = select(neg, mask)
+            mask = mask2
     use_pred = rng.random((len(idx), max(rows.shape[1] - 1, 0))) < p_predicted
     return Batch(idx, rows, mask, neg, use_pred)

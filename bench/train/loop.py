@@ -11,8 +11,11 @@
 Per step: the global batch (one gold doc per answer cluster in random order, one random negative per positive, and
 per example and position whether AMER feeds its own prediction, with p from the scheduled-sampling schedule),
 `grad_accum` micro-batches of it, each split across processes; AdamW with β = (0.9, 0.98), linear warm-up then
-linear decay, gradient clipping. 10% of the training queries (seeded) are held out; the weights with the lowest
-validation loss are kept. Validation runs the model as at inference with fixed targets and negatives.
+linear decay, gradient clipping. The recipe (bench/train/config.py, `RECIPES`) may take each cluster's first gold
+document, negatives fixed per example, batches of one answer count, and after every AMER step one more optimiser
+step on one random target per query (the learning-rate schedule not stepped for it). 10% of the training queries
+(seeded) are held out; the weights with the lowest validation loss are kept. Validation runs the model as at
+inference with fixed targets and negatives.
 
 Everything that samples draws from generators seeded by `TrainConfig.seed`, and their states go into the resumable
 checkpoint: the same seed gives the same weights, interrupted or not.
@@ -33,9 +36,17 @@ from rich.console import Console
 from bench.errors import BenchError
 from bench.models.query_encoder import QueryEncoder
 from bench.train.config import TrainConfig
-from bench.train.data import Batch, BatchSampler, TrainingExamples, corpus_size, draw_batch, gather_rows
+from bench.train.data import (
+    Batch,
+    BatchSampler,
+    TrainingExamples,
+    corpus_size,
+    draw_batch,
+    fixed_negatives,
+    gather_rows,
+)
 from bench.train.hooks import Checkpointing, Hook, Logging, StepRecord, Validation, load_training_state
-from bench.train.objectives import LossInputs, get_objective
+from bench.train.objectives import LossInputs, Objective, get_objective
 from bench.train.placement import autocast, resolve_device, torch_threads
 from bench.train.schedule import linear_warmup_decay, sampling_probability
 from bench.train.strategy import SingleProcess, Strategy
@@ -87,11 +98,20 @@ class Trainer:
         self.train_ex = examples.subset(np.sort(perm[n_val:]))
         self.val_ex = examples.subset(np.sort(perm[:n_val])) if n_val else None
         self.n_targets = examples.n_targets
+        self.recipe = cfg.recipe_values()  # the recipe's parameters, resolved (explicit values win)
+        self.first = self.recipe["positive"] == "first"
+        # the reference's negatives: drawn once per training example (one per answer slot) and kept every epoch
+        self.fixed_neg = (fixed_negatives(self.train_ex, self.n_corpus, np.random.default_rng([cfg.seed, 4]))
+                          if self.recipe["negatives"] == "fixed" else None)
+        # one-label steps (AMER only; Single-Query's own steps are already one-label)
+        self.one_label: Objective | None = (get_objective("rand1", cfg) if self.recipe["one_label"] and
+                                            self.objective.autoregressive else None)
+        self.one_label_sampler: BatchSampler | None = None
         self.val_batch: Batch | None = None
         if self.val_ex is not None:  # fixed targets and negatives: validation losses of different steps compare
             val_rng = np.random.default_rng([cfg.seed, 3])
             self.val_batch = draw_batch(self.val_ex, np.arange(len(self.val_ex)), self.n_corpus, 1.0, val_rng,
-                                        self.objective.select)
+                                        self.objective.select, self.first)
         self.hooks = hooks if hooks is not None else [Validation(), Logging()]
         if state_path is not None and cfg.checkpoint_every > 0:
             self.hooks.append(Checkpointing(state_path, cfg.checkpoint_every))
@@ -121,17 +141,20 @@ class Trainer:
         use_pred = torch.from_numpy(batch.use_pred).to(self.device)
         return inputs, pos, neg, mask, use_pred
 
-    def batch_loss(self, model: Any, ex: TrainingExamples, batch: Batch, teacher: bool, dist: Any) -> torch.Tensor:
-        """The objective's loss of a (local) batch: predictions from `model` (the DDP wrapper while training)."""
+    def batch_loss(self, model: Any, ex: TrainingExamples, batch: Batch, teacher: bool, dist: Any,
+                   objective: Objective | None = None) -> torch.Tensor:
+        """The objective's loss of a (local) batch: predictions from `model` (the DDP wrapper while training);
+        `objective` another than the run's (the one-label steps)."""
+        objective = objective or self.objective
         inputs, pos, neg, mask, use_pred = self._inputs(ex, batch)
-        m = self.objective.n_predictions(pos.shape[1])
+        m = objective.n_predictions(pos.shape[1])
         with self.autocast():
             preds = model(inputs, m, teacher=pos if teacher else None, teacher_mask=mask, use_pred=use_pred)
             if not bool(torch.isfinite(preds).all()):  # weights blown up by too large a step: no loss can follow
                 raise Diverged("the model's outputs are no longer finite numbers")
             stop = getattr(self.model, "stop_logits", None)  # set by this forward when the model has a stop head
-            return self.objective.loss(LossInputs(preds, pos, neg, mask, self.cfg.tau, self.cfg.reduction, dist,
-                                                  stop_logits=stop))
+            return objective.loss(LossInputs(preds, pos, neg, mask, self.cfg.tau, self.cfg.reduction, dist,
+                                             stop_logits=stop))
 
     @torch.no_grad()
     def validation_loss(self) -> float:
@@ -160,6 +183,7 @@ class Trainer:
             "scheduler": self.sched.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "sampler": self.sampler.state_dict(),
+            "one_label_sampler": self.one_label_sampler.state_dict() if self.one_label_sampler is not None else None,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "hooks": [h.state_dict() for h in self.hooks],
@@ -179,6 +203,8 @@ class Trainer:
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.sampler.load_state_dict(state["sampler"])
+        if self.one_label_sampler is not None:
+            self.one_label_sampler.load_state_dict(state["one_label_sampler"])
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -188,20 +214,41 @@ class Trainer:
 
     # -- one step -------------------------------------------------------------------------------------------------
     def train_step(self, step: int, wrapped: Any) -> tuple[float, float]:
-        """One optimiser step on the next global batch; returns (loss of the global batch, p)."""
+        """One optimiser step on the next global batch; returns (loss of the global batch, p). With one-label steps
+        on (`one_label`), one more optimiser step follows on one random target per query of another batch, the
+        learning-rate schedule not stepped for it (the reference's `mix_one_label_shuffled`)."""
         cfg = self.cfg
-        p = sampling_probability(step, cfg.steps, cfg.sampling, cfg.sampling_cap)
-        idx = self.sampler.next()
-        batch = draw_batch(self.train_ex, idx, self.n_corpus, p, self.sampler.rng, self.objective.select)
+        p = sampling_probability(step, cfg.steps, cfg.sampling, cfg.sampling_cap, float(self.recipe["srm"]))
+        batch = self.draw(self.sampler, p, self.objective)
+        local_total = self.optimise(wrapped, batch, self.objective)
+        self.sched.step()
+        if self.one_label is not None and self.one_label_sampler is not None:
+            self.optimise(wrapped, self.draw(self.one_label_sampler, 0.0, self.one_label), self.one_label)
+        (value,) = self.strategy.sum_floats(local_total)
+        if not math.isfinite(value):
+            raise Diverged(f"the loss is {value}")
+        return value, p
+
+    def draw(self, sampler: BatchSampler, p: float, objective: Objective) -> Batch:
+        """The next global batch of `sampler` for `objective` (under majority batching, its modal count only)."""
+        batch = draw_batch(self.train_ex, sampler.next(), self.n_corpus, p, sampler.rng, objective.select,
+                           self.first, self.fixed_neg)
+        return batch.majority() if self.recipe["batching"] == "majority" else batch
+
+    def optimise(self, wrapped: Any, batch: Batch, objective: Objective) -> float:
+        """Forward and backward over `grad_accum` micro-batches of `batch`, clip, one optimiser step; this
+        process's loss of the batch."""
+        cfg = self.cfg
         self.opt.zero_grad(set_to_none=True)
-        micro = np.array_split(np.arange(len(idx)), cfg.grad_accum)
+        micro = [m for m in np.array_split(np.arange(len(batch.idx)), cfg.grad_accum) if len(m)]
         local_total = 0.0
         for a, part in enumerate(micro):
             sub = batch.slice(slice(int(part[0]), int(part[-1]) + 1))
             local = sub.slice(self.strategy.local(len(sub.idx)))
             sync = a == len(micro) - 1
             with (self.strategy.no_sync(wrapped) if not sync else _null()):
-                loss = self.batch_loss(wrapped, self.train_ex, local, teacher=True, dist=self.strategy.collective())
+                loss = self.batch_loss(wrapped, self.train_ex, local, teacher=True, dist=self.strategy.collective(),
+                                       objective=objective)
                 scaled = loss * (self.strategy.backward_scale / len(micro))
                 if self.scaler is not None:
                     self.scaler.scale(scaled).backward()
@@ -210,17 +257,13 @@ class Trainer:
             local_total += float(loss.detach()) / len(micro)
         if self.scaler is not None:
             self.scaler.unscale_(self.opt)
-        torch.nn.utils.clip_grad_norm_(self.trainable, cfg.clip)
+        torch.nn.utils.clip_grad_norm_(self.trainable, float(self.recipe["clip"]))
         if self.scaler is not None:
             self.scaler.step(self.opt)
             self.scaler.update()
         else:
             self.opt.step()
-        self.sched.step()
-        (value,) = self.strategy.sum_floats(local_total)
-        if not math.isfinite(value):
-            raise Diverged(f"the loss is {value}")
-        return value, p
+        return local_total
 
     # -- the run --------------------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -233,13 +276,20 @@ class Trainer:
         if batch <= 0:
             raise BenchError(f"batch_size {cfg.batch_size} is too small for {self.strategy.world_size} process(es) × "
                              f"grad_accum {cfg.grad_accum} (or the training split too small)")
+        if self.recipe["batching"] == "majority" and self.strategy.world_size > 1:
+            raise BenchError("batching=majority drops examples per batch, which one process alone can do; train "
+                             "without torchrun or with -r batching=padded")
         wrapped = self.strategy.wrap(model)
         self.trainable = [p for p in model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(self.trainable, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
-                                     fused=True)  # one kernel for every parameter: 1.9 → 1.1 ms a step on CPU
+        # fused: one kernel for every parameter (1.9 → 1.1 ms a step on CPU)
+        self.opt = torch.optim.AdamW(self.trainable, lr=cfg.lr, betas=cfg.betas, eps=float(self.recipe["eps"]),
+                                     weight_decay=cfg.weight_decay, fused=True)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt,
                                                        lambda s: linear_warmup_decay(s, cfg.steps, cfg.warmup))
-        self.sampler = BatchSampler(len(self.train_ex), batch, np.random.default_rng([cfg.seed, 2]))
+        by_count = self.train_ex.n_answers() if self.recipe["batching"] == "majority" else None
+        self.sampler = BatchSampler(len(self.train_ex), batch, np.random.default_rng([cfg.seed, 2]), by_count)
+        self.one_label_sampler = (BatchSampler(len(self.train_ex), batch, np.random.default_rng([cfg.seed, 5]),
+                                               by_count) if self.one_label is not None else None)
         saved = load_training_state(self.state_path) if self.state_path is not None else None
         if saved is not None:
             self._restore(saved)

@@ -6,11 +6,13 @@ SAMPLING_MODES = ("scheduled", "predicted", "teacher")
 SAMPLING_CAP = 0.8  # the one place this default is typed (docs/architecture.md §6: p = min(0.8, step / total))
 
 
-def sampling_probability(step: int, total: int, mode: str = "scheduled", cap: float = SAMPLING_CAP) -> float:
+def sampling_probability(step: int, total: int, mode: str = "scheduled", cap: float = SAMPLING_CAP,
+                         srm: float = 1.0) -> float:
     """Probability of feeding the model's own previous prediction (instead of a target) at a training step.
 
-    - `scheduled` (the method): p = min(cap, step / total), cap = SAMPLING_CAP (0.8) by default —
-      teacher forcing at the start, then a linear ramp that reaches the cap at step cap·total and stays there.
+    - `scheduled` (the method): p = min(cap, srm · step / total), cap = SAMPLING_CAP (0.8) and the multiplier
+      srm = 1 by default — teacher forcing at the start, then a linear ramp that reaches the cap at step
+      cap·total/srm and stays there (the reference's example script uses srm = 10: the cap from 8% of the steps).
     - `predicted` (ablation): p = 1, always the model's own predictions, as at inference.
     - `teacher` (ablation): p = 0, always the targets (pure teacher forcing).
 
@@ -19,7 +21,7 @@ def sampling_probability(step: int, total: int, mode: str = "scheduled", cap: fl
     if total <= 0:
         raise ValueError(f"total must be > 0, got {total}")
     if mode == "scheduled":
-        return min(cap, max(step, 0) / total)
+        return min(cap, srm * max(step, 0) / total)
     if mode == "predicted":
         return 1.0
     if mode == "teacher":

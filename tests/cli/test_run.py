@@ -168,3 +168,13 @@ def test_encode_writes_the_corpus_shards_only(tmp_path, capsys, shared_data) -> 
                  "--results-dir", str(tmp_path)]) == 0
     assert {p: p.stat().st_mtime_ns for p in folder.glob("shard-*.npy")} == stamps  # reused, not encoded again
     assert "limit-small on corpus limit-small/corpus.jsonl (46 passages)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_list_shows_what_each_training_recipe_sets(capsys) -> None:
+    assert main(["list", "retrievers", "amer"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"recipe\s+│?\s*'harness'", out), out
+    for key, shown in (("srm", "harness 1.0, reference 10.0"), ("one_label", "harness False, reference True"),
+                       ("feedback", "harness 'normalised', reference 'raw'"), ("clip", "harness 1.0, reference 5.0"),
+                       ("negatives", "harness 'fresh', reference 'fixed'")):
+        assert re.search(rf"{key}\s+│?\s*None = the recipe's: {re.escape(shown)}", out), (key, out)

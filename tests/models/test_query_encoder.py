@@ -62,3 +62,49 @@ def test_config_roundtrip_rebuilds_the_same_module() -> None:
     x = torch.randn(3, 4)
     assert torch.equal(model.eval().generate(x, 4), clone.eval().generate(x, 4))
     assert torch.allclose(F.normalize(model.generate(x, 4), dim=-1), model.generate(x, 4))
+
+
+def _fed_back(model: QueryEncoder, x: torch.Tensor, teacher: torch.Tensor | None = None,
+              use_pred: torch.Tensor | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """What reaches the input projection and what leaves the output projection while emitting 2 vectors (as at
+    inference, or teacher-forced where `use_pred` is False)."""
+    fed: list[torch.Tensor] = []
+    outs: list[torch.Tensor] = []
+    h1 = model.target_proj.register_forward_hook(lambda mod, args, out: fed.append(args[0].clone()))
+    h2 = model.out_proj.register_forward_hook(lambda mod, args, out: outs.append(out.clone()))
+    vecs = model.rollout(model.vector_prefix(x), 2, teacher=teacher, use_pred=use_pred)
+    h1.remove()
+    h2.remove()
+    return fed, outs, vecs
+
+
+@torch.no_grad()
+def test_raw_feedback_feeds_the_unnormalised_projection() -> None:
+    """feedback=raw (the reference's) puts W_out·h itself through the input projection; the default its unit vector.
+    Checked on what reaches `target_proj` at inference, and kept through the model's config."""
+    torch.manual_seed(3)
+    normal = QueryEncoder(BackboneConfig(width=16, layers=1, heads=2), d_query=4, d_doc=8, input_scale=0.5).eval()
+    raw = QueryEncoder.from_config({**normal.config(), "feedback": "raw"}).eval()
+    raw.load_state_dict(normal.state_dict())
+    assert raw.config()["feedback"] == "raw" and QueryEncoder.from_config(raw.config()).feedback == "raw"
+    old = {k: v for k, v in normal.config().items() if k != "feedback"}  # a checkpoint from before the option
+    assert QueryEncoder.from_config(old).feedback == "normalised"
+    x = torch.randn(3, 4)
+    for model, unit in ((normal, True), (raw, False)):
+        fed, outs, vecs = _fed_back(model, x)
+        assert len(fed) == 1 and torch.allclose(vecs.norm(dim=-1), torch.ones(3, 2))  # outputs normalised both ways
+        expected = F.normalize(outs[0], dim=-1) if unit else outs[0]
+        torch.testing.assert_close(fed[0], expected)
+        assert torch.allclose(fed[0].norm(dim=-1), torch.ones(3)) == unit
+    # training feeds back the same way where it feeds predictions, and the targets themselves elsewhere
+    y = F.normalize(torch.randn(3, 2, 8), dim=-1)
+    use_pred = torch.tensor([[True], [False], [True]])
+    for model, unit in ((normal, True), (raw, False)):
+        fed, outs, _ = _fed_back(model, x, y, use_pred)
+        own = F.normalize(outs[0], dim=-1) if unit else outs[0]
+        torch.testing.assert_close(fed[0][[0, 2]], own[[0, 2]])
+        torch.testing.assert_close(fed[0][1], y[1, 0])
+    assert torch.equal(normal.generate(x, 2)[:, 0], raw.generate(x, 2)[:, 0])  # the first vector sees the query only
+    assert not torch.allclose(normal.generate(x, 2)[:, 1], raw.generate(x, 2)[:, 1])
+    with pytest.raises(ValueError, match="feedback"):
+        QueryEncoder(BackboneConfig(width=16, layers=1, heads=2), 4, 8, 0.5, feedback="unit")

@@ -238,3 +238,42 @@ def test_sampling_ablations_reach_the_training_loop(mode: str, expected: list[fl
     retr.prepare(ctx)
     hist = load_checkpoint(retr.checkpoint).meta["train"]["history"]
     assert [h["p_predicted"] for h in hist] == pytest.approx(expected)  # p at steps 10 and 20 of 20
+
+
+HARNESS_SPELLED = ["srm=1", "one_label=false", "feedback=normalised", "clip=1", "positive=random", "negatives=fresh",
+                   "batching=padded", "eps=1e-8"]
+REFERENCE_SPELLED = ["srm=10", "one_label=true", "feedback=raw", "clip=5", "positive=first", "negatives=fixed",
+                     "batching=majority", "eps=1e-6"]
+
+
+def test_the_training_recipe_shapes_the_checkpoint_key() -> None:
+    """A recipe keys by the values it resolves to: `recipe=reference` is its parameters spelled out, the harness
+    recipe is today's key, and each parameter on its own moves the key."""
+    retr, ctx = _ctx(params=QUICK)
+    base, _ = retr.checkpoint_for(ctx)
+    for same in (["recipe=harness"], ["clip=1"], HARNESS_SPELLED):
+        assert build_retriever("amer", [*QUICK, *same]).checkpoint_for(ctx)[0] == base
+    reference, _ = build_retriever("amer", [*QUICK, "recipe=reference"]).checkpoint_for(ctx)
+    assert reference != base
+    assert build_retriever("amer", [*QUICK, *REFERENCE_SPELLED]).checkpoint_for(ctx)[0] == reference
+    assert build_retriever("amer", [*QUICK, "recipe=reference", *HARNESS_SPELLED]).checkpoint_for(ctx)[0] == base
+    keys = {build_retriever("amer", [*QUICK, flag]).checkpoint_for(ctx)[0] for flag in REFERENCE_SPELLED}
+    assert len(keys) == len(REFERENCE_SPELLED) and base not in keys
+
+
+def test_results_record_the_recipe_and_every_resolved_value(quick, tmp_path) -> None:
+    for result in quick.values():
+        assert result.retriever_params["recipe"] == "harness"
+        assert result.retriever_info["training_recipe"]["recipe"] == "harness"
+    assert quick["amer"].retriever_info["training_recipe"] == {
+        "recipe": "harness", "srm": 1.0, "one_label": False, "feedback": "normalised", "clip": 1.0,
+        "positive": "random", "negatives": "fresh", "batching": "padded", "eps": 1e-8}
+    ref, _ = evaluate_named(TASK, "amer", (10,), TP, [*QUICK, "recipe=reference", "srm=4"], seed=0, retrain=True,
+                            results_dir=tmp_path)
+    assert ref.retriever_params["recipe"] == "reference" and ref.retriever_params["srm"] == 4.0
+    assert ref.retriever_info["training_recipe"] == {
+        "recipe": "reference", "srm": 4.0, "one_label": True, "feedback": "raw", "clip": 5.0, "positive": "first",
+        "negatives": "fixed", "batching": "majority", "eps": 1e-6}
+    ckpt = load_checkpoint(ref.retriever_info["checkpoint"])
+    assert ckpt.meta["model"]["feedback"] == "raw"  # inference feeds back as training did
+    assert [h["p_predicted"] for h in ckpt.meta["train"]["history"]] == pytest.approx([0.8, 0.8])  # 4·9/20 ≥ 0.8

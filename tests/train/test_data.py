@@ -9,7 +9,7 @@ import torch
 from bench.data.task import Split, Targets
 from bench.models import BackboneConfig, QueryEncoder
 from bench.train.config import TrainConfig
-from bench.train.data import TrainingExamples, draw_batch, gather_rows
+from bench.train.data import Batch, BatchSampler, TrainingExamples, draw_batch, fixed_negatives, gather_rows
 from bench.train.loop import Trainer
 
 
@@ -84,3 +84,67 @@ def test_the_trainer_gathers_only_the_rows_of_each_batch() -> None:
 def test_bad_training_settings_are_refused(bad: dict) -> None:
     with pytest.raises(ValueError):
         TrainConfig(**bad)
+
+
+def _batch_of_counts(counts: list[int], t: int = 4) -> Batch:
+    b = len(counts)
+    mask = np.arange(t)[None, :] < np.asarray(counts)[:, None]
+    rows = np.where(mask, np.arange(b * t).reshape(b, t), 0)
+    return Batch(np.arange(b), rows, mask, rows + 100, np.zeros((b, t - 1), dtype=bool))
+
+
+def test_majority_batching_keeps_only_the_modal_answer_count() -> None:
+    batch = _batch_of_counts([2, 3, 3, 1, 3, 2])
+    kept = batch.majority()
+    assert kept.idx.tolist() == [1, 2, 4]  # the minority examples (2, 1, 2 answers) are dropped
+    assert kept.rows.shape == (3, 3) and kept.mask.all() and kept.use_pred.shape == (3, 2)
+    assert kept.neg.tolist() == (kept.rows + 100).tolist()
+    # a tie goes to the count met first in the batch
+    assert _batch_of_counts([2, 3, 3, 2]).majority().idx.tolist() == [0, 3]
+    assert _batch_of_counts([4, 1, 1, 4]).majority().idx.tolist() == [0, 3]
+    one = _batch_of_counts([1, 1, 1]).majority()
+    assert one.idx.tolist() == [0, 1, 2] and one.use_pred.shape == (3, 0)
+
+
+def test_sorted_sampler_runs_each_epoch_from_few_answers_to_many() -> None:
+    key = np.array([3, 1, 2, 1, 3, 2, 1, 2, 3, 1])
+    sampler = BatchSampler(10, 5, np.random.default_rng(0), sort_key=key)
+    epochs = [np.concatenate([sampler.next(), sampler.next()]) for _ in range(3)]
+    for order in epochs:
+        assert sorted(order.tolist()) == list(range(10))
+        assert key[order].tolist() == sorted(key.tolist())
+    assert len({tuple(e.tolist()) for e in epochs}) > 1  # examples of one count in a fresh order each epoch
+
+
+def test_fixed_negatives_are_the_same_every_epoch_and_follow_their_clusters() -> None:
+    nested = [[[10 * q + c] for c in range(3)] for q in range(20)]
+    ex = TrainingExamples.from_split(_split(nested))
+    fixed = fixed_negatives(ex, 200, np.random.default_rng(0))
+    assert fixed.shape == (20, 3)
+    rng = np.random.default_rng(1)
+    pairs: dict[int, set] = {}
+    for _ in range(5):  # five epochs of the same examples, clusters reshuffled each time
+        batch = draw_batch(ex, np.arange(20), 200, 0.0, rng, fixed_neg=fixed)
+        for i in range(20):
+            got = set(zip(batch.rows[i].tolist(), batch.neg[i].tolist(), strict=True))
+            assert pairs.setdefault(i, got) == got  # each target keeps its own negative
+            assert set(batch.neg[i].tolist()) == set(fixed[i].tolist())
+            assert not {10 * i, 10 * i + 1, 10 * i + 2} & set(batch.neg[i].tolist())
+    fresh = [draw_batch(ex, np.arange(20), 200, 0.0, rng).neg for _ in range(2)]
+    assert not np.array_equal(fresh[0], fresh[1])  # the harness's negatives: redrawn every batch
+    single = draw_batch(ex, np.arange(20), 200, 0.0, rng, select=lambda r, m: (r[:, :1], m[:, :1]), fixed_neg=fixed)
+    for i in range(20):  # one target (Single-Query): its own paired negative
+        assert (int(single.rows[i, 0]), int(single.neg[i, 0])) in pairs[i]
+
+
+def test_first_gold_document_is_always_the_positive() -> None:
+    nested = [[[1, 2, 3], [4, 5]], [[6], [7, 8, 9]]]
+    ex = TrainingExamples.from_split(_split(nested))
+    rng = np.random.default_rng(0)
+    seen_random: set[int] = set()
+    for _ in range(30):
+        rows, mask = ex.sample(np.arange(2), rng, first=True)
+        assert sorted(rows[0].tolist()) == [1, 4] and sorted(rows[1].tolist()) == [6, 7]
+        rows, _ = ex.sample(np.arange(2), rng)
+        seen_random |= set(rows.ravel().tolist())
+    assert seen_random == set(range(1, 10))  # by default any gold document of a cluster

@@ -103,3 +103,15 @@ def test_rollout_feeds_predictions_where_the_batch_says_and_the_share_tracks_p()
     assert torch.equal(took_pred, use_pred[:, 0])
     share = took_pred.float().mean().item()
     assert abs(share - 0.5) < 3 * math.sqrt(0.25 / b)
+
+
+def test_srm_multiplies_the_ramp_and_the_cap_still_holds() -> None:
+    """p = min(cap, srm·t/T): srm = 10 (the reference's example script) reaches the 0.8 cap at 8% of the steps."""
+    total = 1000
+    assert sampling_probability(0, total, srm=10) == 0.0
+    assert sampling_probability(25, total, srm=10) == pytest.approx(0.25)
+    assert sampling_probability(50, total, srm=10) == pytest.approx(0.5)
+    assert sampling_probability(79, total, srm=10) == pytest.approx(0.79)
+    assert {sampling_probability(s, total, srm=10) for s in range(80, total)} == {0.8}
+    assert all(sampling_probability(s, total, srm=1.0) == sampling_probability(s, total) for s in range(total))
+    assert sampling_probability(10, 100, cap=0.3, srm=10) == 0.3
