@@ -479,7 +479,7 @@ def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], 
                     raise BenchError(f"task {name}: question id {q.qid!r} occurs twice (in {q.source})")
                 seen.add(q.qid)
                 queries.append((q.qid, q.text))
-        meta = {
+        meta: dict[str, Any] = {
             "splits": list(splits), "steps": counts.steps,
             "split_sizes": {s: len(v) for s, v in splits.items()},
             "split": split_record | {"val": n_val}, "max_answers": max_answers,
