@@ -8,6 +8,9 @@ output vector and one randomly drawn target per example and step.
 Vector tasks (synthetic) train a small random causal transformer. Text tasks train a pretrained causal LM
 (`-r backbone=NAME_OR_PATH`, default the offline SmolLM2-135M-Instruct) with LoRA, its queries wrapped in the
 model's own chat template, against the corpus embeddings of a frozen document encoder (`-r doc_encoder=minilm`).
+With `-r finetune=frozen` a text task trains the small random transformer instead, conditioned on the cached token
+states of a frozen reader (`-r backbone=`, default the document encoder; bench/models/reader.py): training then
+costs what synthetic training costs.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from bench.metrics.diversity import mean_pairwise_cosine, target_diversity
 from bench.models.backbone import BackboneConfig, count_parameters
 from bench.models.lora import FINETUNE_MODES, LoraSettings
 from bench.models.query_encoder import QueryEncoder
+from bench.models.reader import FeatureQueries
 from bench.models.stop_head import STOP_THRESHOLD
 from bench.models.text import DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH
 from bench.params import params_dict
@@ -58,14 +62,18 @@ class QueryEncoderParams(TrainParams):
     heads: int = BackboneConfig.heads
     ffn: int = BackboneConfig.ffn  # MLP inner width, 0 = 2 × width
     arch: str = BackboneConfig.arch  # random-init backbone family (vector tasks)
-    backbone: str | None = None  # a pretrained causal LM (folder or cached hub id); text tasks default to SmolLM2
-    finetune: str = "lora"  # pretrained backbone: lora (adapters only) | full (every weight)
+    backbone: str | None = None  # a pretrained causal LM (folder or cached hub id); text tasks default to SmolLM2;
+    # with finetune=frozen the reader (a dense retriever name or a model folder), default the doc_encoder
+    finetune: str = "lora"  # pretrained backbone: lora (adapters only) | full (every weight) | frozen (its cached
+    # token states feed a small random transformer that trains: bench/models/reader.py)
     lora_r: int = LoraSettings.r
     lora_alpha: int = LoraSettings.alpha
     lora_dropout: float = LoraSettings.dropout
     instruction: str = DEFAULT_INSTRUCTION  # text queries: the system message of the chat template
     max_length: int = DEFAULT_MAX_LENGTH  # text queries: query tokens kept
     doc_encoder: str = "minilm"  # text tasks: the frozen document encoder (a dense retriever name)
+    residual: bool | None = None  # finetune=frozen: add the reader's own query embedding to every output (each
+    # vector learns a move away from it); None = when the reader embeds in the document encoder's space
     input_scale: float = 0.0  # factor on vector queries; 0 = 1/√d
     device: str = "auto"  # auto = the run's --device
     threads: int = 1  # torch CPU threads while training / encoding; 0 = torch's own setting
@@ -76,8 +84,8 @@ class QueryEncoderParams(TrainParams):
             raise ValueError("input_scale and threads must be ≥ 0, max_length > 0")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.finetune not in FINETUNE_MODES:
-            raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)}, got {self.finetune!r}")
+        if self.finetune not in (*FINETUNE_MODES, "frozen"):
+            raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)}, frozen; got {self.finetune!r}")
         self.lora_settings()
         self.backbone_config()  # validates width / layers / heads / arch
 
@@ -124,6 +132,7 @@ class TrainedQueryEncoder(VectorRetriever):
         self.meta: dict[str, Any] = {}
         self.trained_now = False
         self._lm: tuple[str, str] | None = None  # (folder, weights sha256) of the pretrained backbone
+        self._reader: Any = None  # finetune=frozen: the FrozenReader of text queries
         self._prompter: Any = None
         self._m_pred: tuple[int, str] | None = None
 
@@ -135,7 +144,10 @@ class TrainedQueryEncoder(VectorRetriever):
 
     # -- the pretrained backbone (text tasks) --------------------------------------------------------------------
     def pretrained(self, task: TaskData | None) -> tuple[str, str] | None:
-        """(folder, sha256 of its files) of the pretrained LM: `backbone`, or SmolLM2 offline for text tasks."""
+        """(folder, sha256 of its files) of the pretrained LM: `backbone`, or SmolLM2 offline for text tasks. None
+        for a random backbone: vector tasks, and `finetune=frozen` (whose pretrained model is the reader)."""
+        if self.frozen:
+            return None
         if self._lm is None:
             name = self.params.backbone
             if name is None and task is not None and task.modality == "text":
@@ -149,6 +161,36 @@ class TrainedQueryEncoder(VectorRetriever):
             folder = resolve_lm(name)
             self._lm = (str(folder), weights_hash(folder))
         return self._lm
+
+    @property
+    def frozen(self) -> bool:
+        return self.params.finetune == "frozen"
+
+    def reader(self) -> Any:
+        """finetune=frozen: the frozen reader of the questions — `backbone`, else the document encoder — with the
+        `max_length` of the checkpoint when one is loaded."""
+        if self._reader is None:
+            from bench.models.reader import frozen_reader
+
+            stored = self.meta.get("reader") or {}
+            name = stored.get("name") or self.params.backbone or self.params.doc_encoder
+            self._reader = frozen_reader(name, int(stored.get("max_length") or self.params.max_length))
+            if stored and stored.get("identity") != self._reader.identity:
+                raise BenchError(f"checkpoint {self.checkpoint}: its reader {name} had identity "
+                                 f"{stored.get('identity')}, it now has {self._reader.identity} (other weights or "
+                                 "settings); train again (--retrain)")
+        return self._reader
+
+    def residual(self, task: TaskData) -> bool:
+        """finetune=frozen: whether outputs start from the reader's query embedding (`residual`; by default when
+        the reader embeds in the document encoder's space, as minilm reading for minilm does)."""
+        reader = self.reader()
+        doc = build_retriever(self.params.doc_encoder)
+        same = bool(reader.space) and reader.space == getattr(doc, "space", lambda: None)()
+        if self.params.residual and not same:
+            raise BenchError(f"retriever {self.name!r}: residual=true needs a reader that embeds in the document "
+                             f"encoder's space; {reader.name} does not ({reader.space or 'no pooled embedding'})")
+        return same if self.params.residual is None else bool(self.params.residual)
 
     def document_encoder(self, task: TaskData) -> Any:
         if task.modality != "text":
@@ -175,9 +217,12 @@ class TrainedQueryEncoder(VectorRetriever):
         # where the data lives and how its fingerprint was obtained (a full hash, or reused while size and mtime are
         # unchanged) do not shape the weights: the content is in data_hash, so those records stay out of the key
         info = {k: v for k, v in ctx.task.info.items() if k not in ("corpus", "prepared")}
-        return {"retriever": self.name, "objective": self.objective, "params": params, "task": ctx.task.name,
-                "task_info": info, "data_hash": ctx.task.data_hash(), "seed": ctx.seed,
-                "base_weights_sha256": lm[1] if lm else None}
+        config = {"retriever": self.name, "objective": self.objective, "params": params, "task": ctx.task.name,
+                  "task_info": info, "data_hash": ctx.task.data_hash(), "seed": ctx.seed,
+                  "base_weights_sha256": lm[1] if lm else None}
+        if self.frozen and ctx.task.modality == "text":
+            config["reader"] = self.reader().identity
+        return config
 
     def checkpoint_for(self, ctx: RunContext) -> tuple[Path, dict[str, Any]]:
         config = self.key_config(ctx)
@@ -217,17 +262,26 @@ class TrainedQueryEncoder(VectorRetriever):
         lm = self.pretrained(ctx.task)
         torch.manual_seed(ctx.seed)
         np.random.seed(ctx.seed % 2**32)
-        if lm is None and p.width < d_doc:
+        sequence = self.frozen and d_query > 0 and ctx.task.modality == "text"
+        if lm is None and p.width < d_doc and not sequence:
             ctx.console.print(f"[yellow]warning:[/] width {p.width} < embedding size {d_doc}: a backbone narrower "
                               "than the embeddings is known to fail the linear synthetic task", highlight=False)
-        scale = (p.input_scale or 1.0 / math.sqrt(d_query)) if d_query else 1.0
+        # vector queries ~N(0, I) come scaled by 1/√d; a reader's token states are L2-normalised by the model
+        scale = (p.input_scale or (1.0 if sequence else 1.0 / math.sqrt(d_query))) if d_query else 1.0
         feedback = str(resolve_recipe(p).get("feedback", "normalised"))
         return self.model_class(p.backbone_config(lm[0] if lm else None), d_query, d_doc, scale,
-                                finetune=p.finetune, lora=p.lora_settings(), base_hash=lm[1] if lm else None,
-                                feedback=feedback)
+                                finetune="full" if self.frozen else p.finetune, lora=p.lora_settings(),
+                                base_hash=lm[1] if lm else None, feedback=feedback,
+                                query_input="sequence" if sequence else "vector",
+                                residual=sequence and self.residual(ctx.task))
 
     def training_examples(self, split: Split, ctx: RunContext) -> TrainingExamples:
-        return TrainingExamples.from_split(split, tokenize=self.prompter(ctx.task) if split.vectors is None else None)
+        if split.vectors is not None:
+            return TrainingExamples.from_split(split)
+        if self.frozen:
+            return TrainingExamples.from_split(split, tokenize=lambda texts: self.reader().token_states(
+                texts, ctx.console))
+        return TrainingExamples.from_split(split, tokenize=self.prompter(ctx.task))
 
     def train(self, ctx: RunContext, dest: Path | None = None, strategy: Any = None) -> Path:
         """Train on ctx.task's train split, keep the weights with the lowest validation loss, save a checkpoint
@@ -241,7 +295,8 @@ class TrainedQueryEncoder(VectorRetriever):
         if ctx.corpus_embeddings is None:
             raise BenchError(f"retriever {self.name!r} needs the corpus embeddings of task {ctx.task.name!r}")
         examples = self.training_examples(ctx.task.split("train"), ctx)
-        d_query = examples.inputs.vectors.shape[1] if isinstance(examples.inputs, VectorQueries) else 0
+        d_query = (examples.inputs.vectors.shape[1] if isinstance(examples.inputs, VectorQueries)
+                   else examples.inputs.width if isinstance(examples.inputs, FeatureQueries) else 0)
         d_doc = int(ctx.corpus_embeddings.shape[1])
         model = self.build_model(ctx, d_query, d_doc)
         cfg = TrainConfig.from_params(p, objective=self.objective, seed=ctx.seed, device=self._device(ctx))
@@ -257,6 +312,8 @@ class TrainedQueryEncoder(VectorRetriever):
             "train": {**result.record(), "processes": trainer.strategy.world_size},
             "prompt": {"instruction": p.instruction, "max_length": p.max_length} if d_query == 0 else None,
         }
+        if isinstance(examples.inputs, FeatureQueries):
+            meta["reader"] = self.reader().record()
         if trainer.strategy.is_main:
             if dest is not None:
                 save_checkpoint(dest, result.state_dict, meta)
@@ -297,6 +354,9 @@ class TrainedQueryEncoder(VectorRetriever):
         self.model = model.eval()
         self.meta = meta
         self.checkpoint = path
+        stored = meta.get("reader")
+        if stored and (self._reader is None or self._reader.identity != stored.get("identity")):
+            self._reader = None  # rebuilt from the checkpoint's record (and checked) when queries are read
 
     def _device(self, ctx: RunContext | None) -> str:
         if self.params.device != "auto" or ctx is None:
@@ -340,7 +400,8 @@ class TrainedQueryEncoder(VectorRetriever):
     def encode_queries(self, split: Split, ctx: RunContext) -> np.ndarray:
         if self.model is None:
             raise BenchError(f"retriever {self.name!r} has no model: train it or load a checkpoint first")
-        text_model = self.model.d_query == 0
+        query_input = getattr(self.model, "query_input", "vector")  # tokens | sequence (a frozen reader) | vector
+        text_model = query_input in ("tokens", "sequence")
         if split.vectors is None and not text_model:
             raise BenchError(f"retriever {self.name!r}: this checkpoint takes vector queries; split {split.name!r} "
                              "has texts")
@@ -356,10 +417,12 @@ class TrainedQueryEncoder(VectorRetriever):
         out = []
         with torch_threads(self.params.threads):
             if text_model:
-                tokens = self.prompter(ctx.task)(list(split.texts))  # type: ignore[arg-type]
-                for start in range(0, len(tokens), _TEXT_ENCODE_BATCH):
-                    idx = np.arange(start, min(len(tokens), start + _TEXT_ENCODE_BATCH))
-                    inputs = {k: v.to(device) for k, v in tokens.batch(idx).items()}
+                texts = list(split.texts)  # type: ignore[arg-type]
+                batches: Any = (self.reader().token_states(texts, ctx.console) if query_input == "sequence"
+                                else self.prompter(ctx.task)(texts))
+                for start in range(0, len(batches), _TEXT_ENCODE_BATCH):
+                    idx = np.arange(start, min(len(batches), start + _TEXT_ENCODE_BATCH))
+                    inputs = {k: v.to(device) for k, v in batches.batch(idx).items()}
                     out.append(model.generate(inputs, m).float().cpu().numpy())
             else:
                 for start in range(0, len(split), _ENCODE_BATCH):
@@ -392,8 +455,9 @@ class TrainedQueryEncoder(VectorRetriever):
             "n_parameters": self.meta.get("n_parameters"),
             "n_trainable": self.meta.get("n_trainable"),
             "backbone": model.get("backbone", {}).get("pretrained") or "random",
+            **({"reader": self.meta["reader"]} if self.meta.get("reader") else {}),  # finetune=frozen
             "base_weights_sha256": model.get("base_hash"),
-            "finetune": model.get("finetune"),
+            "finetune": "frozen" if self.meta.get("reader") else model.get("finetune"),
             "best_step": train.get("best_step"),
             "best_val_loss": train.get("best_val_loss"),
             "train_seconds": train.get("train_seconds"),

@@ -24,6 +24,8 @@ The leak audit (bench/data/audit.py) runs on every load; `drop_leaked=true` remo
 The reference implementation's choices, one parameter each (docs/fidelity.md): `matcher=dpr` finds aliases with DPR's
 has_answer (punctuation and articles kept) instead of our normalisation; `max_answers=5` keeps, in train and test, only
 the questions with at most 5 answers once every answer has a gold passage (with the ≥ 2 above: its 2–5).
+More training questions: `train_gold=two` keeps a train (and val) question when at least two of its answers have a
+gold passage, with the others dropped; the test split keeps the strict rule, so test results are unchanged.
 The task declares the query instruction of mteb's NQ task (`info["instruction"]`), which instruction-following
 retrievers (nv-embed) put before the question.
 """
@@ -44,6 +46,7 @@ from bench.errors import BenchError
 from bench.registry import register_task
 from bench.storage.cache import file_sha256
 from tasks.multianswer import (
+    TRAIN_GOLD_RULES,
     Answer,
     MappingParams,
     Question,
@@ -71,9 +74,13 @@ class AmbigQAParams:
     nq_open_dir: str | None = None  # folder of NQ-open JSONL files; default ../shared/data/nq-open
     matcher: str = "harness"  # harness (our normalisation) | dpr (DPR's has_answer, as the reference)
     max_answers: int | None = None  # keep questions with at most this many answers (the reference: 5); none: all
+    train_gold: str = "every"  # train questions kept when every answer has gold | two: at least two answers have
+    # (the answers without gold dropped); the test split always needs every answer
 
     def __post_init__(self) -> None:
         matcher(self.matcher)  # ValueError naming the matchers
+        if self.train_gold not in TRAIN_GOLD_RULES:
+            raise ValueError(f"train_gold must be one of {', '.join(TRAIN_GOLD_RULES)}, got {self.train_gold!r}")
         if self.max_answers is not None and self.max_answers < 2:
             raise ValueError(f"max_answers must be ≥ 2 (a kept question has at least 2 answers), got "
                              f"{self.max_answers}")
@@ -269,7 +276,7 @@ class AmbigQATask(Task):
             mapping=MappingParams(depth=p.depth, dense=p.dense, matcher=p.matcher), seed=p.split_seed,
             val_fraction=p.val_fraction, drop_leaked=p.drop_leaked, force_hash=p.corpus_full_hash, search="question",
             key_extra={"nq_open": [(f.name, file_sha256(f)) for f in nq_files]}, corpus_tag=tag,
-            max_answers=p.max_answers,
+            max_answers=p.max_answers, train_gold=p.train_gold,
         )
         data.info["m_pred"] = p.m_pred  # AMER's vectors per query unless -r m_pred says otherwise
         data.info["paper_gold_similarity"] = {"within": 0.90, "random": 0.77}  # the paper's appendix, this task

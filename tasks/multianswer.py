@@ -20,7 +20,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -379,15 +379,36 @@ def map_questions(corpus: Corpus, questions: list[Question], mapping: MappingPar
     return gold, dense_space
 
 
+TRAIN_GOLD_RULES = ("every", "two")  # which train questions are kept: every answer has gold / at least two have
+
+
+def _keep_for_train(q: Question, gold: list[list[int]], assign: Callable[[Question], str]
+                    ) -> tuple[Question, list[list[int]]] | None:
+    """The question as `train_gold="two"` keeps it: whole when every answer has gold; a train question with at least
+    two answers with gold, restricted to those answers; else None."""
+    if all(len(rows) for rows in gold):
+        return q, gold
+    if assign(q) != "train":
+        return None
+    pairs = [(a, rows) for a, rows in zip(q.answers, gold, strict=True) if len(rows)]
+    if len(pairs) < 2:
+        return None
+    return replace(q, answers=[a for a, _ in pairs]), [rows for _, rows in pairs]
+
+
 def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], dict[str, Any]]],
                  assign: Callable[[Question], str], files: list[Path], corpus_path: str | Path, corpus_label: str,
                  mapping: MappingParams, seed: int, val_fraction: float, drop_leaked: bool, force_hash: bool,
                  search: str, progress: bool = True, key_extra: Any = None, corpus_tag: str = "",
-                 max_answers: int | None = None) -> TaskData:
+                 max_answers: int | None = None, train_gold: str = "every") -> TaskData:
     """Parse, map gold passages, keep, split and write the prepared folder once (cached by input hashes and
     parameters); then load it, run the audit and record it. `corpus_tag` names the corpus in result folders
     (bench/results/record.py). `max_answers` drops the questions left with more answers than that once every answer
-    has a gold passage (None: no cap)."""
+    has a gold passage (None: no cap).
+
+    The keep rule: a question is kept when every answer has a gold passage. `train_gold="two"` relaxes it for the
+    questions `assign` puts in train (and so val): kept when at least two answers have one, with the answers that
+    have none dropped. The test split always keeps the strict rule."""
     from bench.data.audit import apply_audit
 
     if not 0 <= val_fraction < 1:
@@ -404,8 +425,12 @@ def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], 
             corpus, reader, corpus_info = corpus_of(corpus_path, force_hash)
     parts = [name, files_hash(files), corpus.fingerprint, mapping.key(), seed, val_fraction, MAPPING_VERSION, search,
              key_extra]
+    if train_gold not in TRAIN_GOLD_RULES:
+        raise BenchError(f"task {name}: train_gold must be one of {', '.join(TRAIN_GOLD_RULES)}, got {train_gold!r}")
     if max_answers is not None:  # no cap keeps the key it had before the cap was a parameter
         parts.append({"max_answers": max_answers})
+    if train_gold != "every":  # likewise the strict rule
+        parts.append({"train_gold": train_gold})
     key = stable_hash(parts, length=24)
     folder = prepared_folder(name, key)
 
@@ -416,6 +441,12 @@ def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], 
         kept = [(q, g) for q, g in zip(questions, gold, strict=True) if all(len(rows) for rows in g)]
         for src in list(counts.steps):
             counts.add(src, "every answer has a gold passage", sum(1 for q, _ in kept if q.source == src))
+        if train_gold == "two":
+            kept = [relaxed for q, g in zip(questions, gold, strict=True)
+                    if (relaxed := _keep_for_train(q, g, assign)) is not None]
+            for src in list(counts.steps):
+                counts.add(src, "… or, in train, at least two answers have one (train_gold=two)",
+                           sum(1 for q, _ in kept if q.source == src))
         if max_answers is not None:
             kept = [(q, g) for q, g in kept if len(q.answers) <= max_answers]
             for src in list(counts.steps):
@@ -448,7 +479,7 @@ def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], 
                     raise BenchError(f"task {name}: question id {q.qid!r} occurs twice (in {q.source})")
                 seen.add(q.qid)
                 queries.append((q.qid, q.text))
-        meta = {
+        meta: dict[str, Any] = {
             "splits": list(splits), "steps": counts.steps,
             "split_sizes": {s: len(v) for s, v in splits.items()},
             "split": split_record | {"val": n_val}, "max_answers": max_answers,
@@ -457,6 +488,8 @@ def prepare_task(name: str, parse: Callable[[StepCounts], tuple[list[Question], 
             "inputs": dict(files_hash(files)),
             "answers": {q.qid: [a.aliases for a in q.answers] for items in splits.values() for q, _ in items},
         }
+        if train_gold != "every":
+            meta["train_gold"] = train_gold
         write_prepared(tmp, queries, qrels, meta)
 
     from bench.storage.cache import load_or_build

@@ -186,8 +186,9 @@ def _split_origin(steps: dict[str, dict[str, int]], sizes: dict[str, int], recor
         if groups:
             for group, n in groups:
                 (to_test if group.endswith("test") else to_train).append((group, n))
-        elif KEPT in per:
-            (to_test if src in ("dev", "test") else to_train).append((f"{_source(src)}, kept", per[KEPT]))
+        elif KEPT in per:  # the last step's count is what was kept (a cap or a relaxed train rule comes after KEPT)
+            last = [k for k in per if not k.startswith("  of which ")][-1]
+            (to_test if src in ("dev", "test") else to_train).append((f"{_source(src)}, kept", per[last]))
     n_train = sizes.get("train", 0) + sizes.get("val", 0)
     lines = []
     if to_train and sum(n for _, n in to_train) == n_train:

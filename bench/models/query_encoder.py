@@ -8,8 +8,10 @@ with q_i = normalise(W_out · h_i) (h_i the last hidden state), e(z) = W_in · z
 previous prediction (always at inference) or a training target (teacher forcing), chosen per example and step. The
 prediction fed back is q_i (`feedback="normalised"`, the default) or the raw projection W_out · h_i
 (`feedback="raw"`, as the reference implementation feeds it); the choice is part of the model's config.
-The prefix is one projected vector (synthetic tasks, `d_query` > 0) or the token embeddings of the query's prompt
-(text tasks, `d_query` = 0; left padded with a mask). The backbone runs one position at a time with a key/value
+The prefix is one projected vector (synthetic tasks, `d_query` > 0), the projected token states of a frozen reader
+(`query_input="sequence"`, text tasks with `finetune=frozen`: bench/models/reader.py; each state L2-normalised, so
+it enters at the scale of the fed-back unit vectors; left padded with a mask) or the token embeddings of the query's
+prompt (text tasks, `d_query` = 0; left padded with a mask). The backbone runs one position at a time with a key/value
 cache, so feeding predictions costs no more than teacher forcing.
 
 A pretrained backbone is fine-tuned with LoRA (default) or fully; a checkpoint then holds only what trained
@@ -35,11 +37,17 @@ class QueryEncoder(nn.Module):
 
     def __init__(self, backbone_cfg: BackboneConfig, d_query: int, d_doc: int, input_scale: float,
                  finetune: str = "full", lora: LoraSettings | None = None, base_hash: str | None = None,
-                 feedback: str = "normalised") -> None:
+                 feedback: str = "normalised", query_input: str = "vector", residual: bool = False) -> None:
         super().__init__()
         if feedback not in ("normalised", "raw"):
             raise ValueError(f"feedback must be 'normalised' or 'raw', got {feedback!r}")
+        if query_input not in ("vector", "sequence"):
+            raise ValueError(f"query_input must be 'vector' or 'sequence', got {query_input!r}")
         self.feedback = feedback
+        self.query_input = query_input if d_query > 0 else "tokens"
+        if residual and self.query_input != "sequence":
+            raise ValueError("residual needs a frozen reader's pooled embedding (query_input='sequence')")
+        self.residual = residual
         if finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)}, got {finetune!r}")
         if backbone_cfg.pretrained is None:
@@ -57,6 +65,9 @@ class QueryEncoder(nn.Module):
             self.query_proj = nn.Linear(d_query, width)
         self.target_proj = nn.Linear(d_doc, width)
         self.out_proj = nn.Linear(width, d_doc)
+        if residual:  # start at the reader's own query embedding: each output learns a move away from it
+            nn.init.zeros_(self.out_proj.weight)
+            nn.init.zeros_(self.out_proj.bias)
         if finetune == "lora":
             backbone = apply_lora(backbone, self.lora)
         self.backbone = backbone
@@ -67,7 +78,9 @@ class QueryEncoder(nn.Module):
         return {"backbone": self.backbone_cfg.to_dict(), "d_query": self.d_query, "d_doc": self.d_doc,
                 "input_scale": self.input_scale, "finetune": self.finetune,
                 "lora": {**vars(self.lora), "targets": list(self.lora.targets)}, "base_hash": self.base_hash,
-                "feedback": self.feedback}
+                "feedback": self.feedback,
+                **({"query_input": self.query_input, "residual": self.residual}
+                   if self.query_input == "sequence" else {})}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> QueryEncoder:
@@ -75,7 +88,8 @@ class QueryEncoder(nn.Module):
         return cls(BackboneConfig(**config["backbone"]), int(config["d_query"]), int(config["d_doc"]),
                    float(config["input_scale"]), finetune=config.get("finetune", "full"),
                    lora=LoraSettings(**{**lora, "targets": tuple(lora["targets"])}) if lora else None,
-                   base_hash=config.get("base_hash"), feedback=config.get("feedback", "normalised"))
+                   base_hash=config.get("base_hash"), feedback=config.get("feedback", "normalised"),
+                   query_input=config.get("query_input", "vector"), residual=bool(config.get("residual", False)))
 
     def saves_everything(self) -> bool:
         return self.backbone_cfg.pretrained is None or self.finetune == "full"
@@ -103,11 +117,17 @@ class QueryEncoder(nn.Module):
     def prefix(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Prefix embeddings (B, P, width) and mask (B, P) (None: all real) of a batch of queries.
 
-        `inputs` holds `vectors` (B, d_query) or `input_ids` + `attention_mask` (B, P), left padded.
+        `inputs` holds `vectors` (B, d_query), `features` (B, P, d_query) or `input_ids` (B, P), the last two with
+        an `attention_mask` (B, P), left padded.
         """
+        if "features" in inputs:
+            if self.query_input != "sequence":
+                raise BenchError(f"this query encoder takes {self.query_input} queries, got token states")
+            states = F.normalize(inputs["features"].to(self.query_proj.weight.dtype), dim=-1) * self.input_scale
+            return self.query_proj(states), inputs["attention_mask"]
         if "vectors" in inputs:
-            if self.d_query <= 0:
-                raise BenchError("this query encoder takes text queries, got vectors")
+            if self.query_input != "vector":
+                raise BenchError(f"this query encoder takes {self.query_input} queries, got vectors")
             return self.query_proj(inputs["vectors"] * self.input_scale).unsqueeze(1), None
         if self.d_query > 0:
             raise BenchError("this query encoder takes vector queries, got token ids")
@@ -122,8 +142,9 @@ class QueryEncoder(nn.Module):
                 teacher_mask: torch.Tensor | None = None, use_pred: torch.Tensor | None = None) -> torch.Tensor:
         """(B, m, d_doc) L2-normalised query vectors of a batch (see `rollout`); the entry point DDP wraps."""
         prefix, mask = self.prefix(inputs)
+        anchor = inputs["pooled"].to(prefix.dtype) if self.residual else None
         return self.rollout(prefix, m, teacher=teacher, teacher_mask=teacher_mask, use_pred=use_pred,
-                            prefix_mask=mask)
+                            prefix_mask=mask, anchor=anchor)
 
     def _cache_argument(self) -> str:
         """The name the backbone's forward takes its key/value cache by: `cache` in transformers ≥ 5.x (and the tiny
@@ -140,13 +161,15 @@ class QueryEncoder(nn.Module):
         teacher_mask: torch.Tensor | None = None,
         use_pred: torch.Tensor | None = None,
         prefix_mask: torch.Tensor | None = None,
+        anchor: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Emit m vectors per query: (B, m, d_doc), L2-normalised.
 
         After emitting q_i, the next input is q_i itself where `use_pred[:, i]` is True and `teacher[:, i]`
         otherwise; without `teacher` (inference) it is always q_i. Examples whose `teacher_mask[:, i]` is False
         (fewer targets than m) feed their prediction. `prefix_mask` (B, P) marks real positions of a left-padded
-        prefix; None means every position is real.
+        prefix; None means every position is real. `anchor` (B, d_doc), with `residual`, is added to every output
+        projection before it is normalised: q_i = normalise(W_out · h_i + anchor).
         """
         b = prefix.shape[0]
         cache = self._new_cache()
@@ -171,6 +194,8 @@ class QueryEncoder(nn.Module):
             kwargs[cache_arg] = cache
             hidden = self.backbone(inputs_embeds=inputs, use_cache=True, **kwargs)
             raw = self.out_proj(hidden.last_hidden_state[:, -1]).float()
+            if anchor is not None:
+                raw = raw + anchor.float()
             q = F.normalize(raw, dim=-1)
             outs.append(q)
             if i == m - 1:

@@ -108,3 +108,52 @@ def test_raw_feedback_feeds_the_unnormalised_projection() -> None:
     assert not torch.allclose(normal.generate(x, 2)[:, 1], raw.generate(x, 2)[:, 1])
     with pytest.raises(ValueError, match="feedback"):
         QueryEncoder(BackboneConfig(width=16, layers=1, heads=2), 4, 8, 0.5, feedback="unit")
+
+
+# ------------------------------------------------------------------ a frozen reader's token states as the prefix
+def _sequence_encoder(residual: bool) -> QueryEncoder:
+    torch.manual_seed(0)
+    return QueryEncoder(BackboneConfig(width=32, layers=1, heads=4), d_query=12, d_doc=8, input_scale=1.0,
+                        query_input="sequence", residual=residual)
+
+
+def test_token_states_prefix_is_normalised_and_padding_changes_nothing() -> None:
+    """Each state enters L2-normalised (its scale is the reader's, not ours), and a left-padded batch gives the
+    vectors each query gets alone."""
+    model = _sequence_encoder(residual=False).eval()
+    torch.manual_seed(1)
+    states = torch.randn(1, 5, 12)
+    alone = model({"features": states, "attention_mask": torch.ones(1, 5, dtype=torch.long)}, 3)
+    scaled = model({"features": 7.0 * states, "attention_mask": torch.ones(1, 5, dtype=torch.long)}, 3)
+    assert torch.allclose(alone, scaled, atol=1e-5)
+    padded = torch.cat([torch.randn(1, 2, 12), states], dim=1)
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1, 1]])
+    other = torch.randn(1, 7, 12)
+    both = model({"features": torch.cat([padded, other]), "attention_mask": torch.cat([mask, torch.ones_like(mask)])},
+                 3)
+    assert torch.allclose(both[0], alone[0], atol=1e-5)
+    with pytest.raises(BenchError, match="takes sequence queries, got vectors"):
+        model({"vectors": torch.randn(1, 12)}, 2)
+
+
+def test_residual_starts_at_the_readers_query_embedding_and_trains_away_from_it() -> None:
+    model = _sequence_encoder(residual=True)
+    pooled = F.normalize(torch.randn(2, 8), dim=-1)
+    inputs = {"features": torch.randn(2, 4, 12), "attention_mask": torch.ones(2, 4, dtype=torch.long),
+              "pooled": pooled}
+    out = model(inputs, 2)
+    assert torch.allclose(out[:, 0], pooled, atol=1e-6) and torch.allclose(out[:, 1], pooled, atol=1e-6)
+    target = F.normalize(torch.randn(2, 2, 8), dim=-1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(30):
+        opt.zero_grad()
+        loss = -(model(inputs, 2) * target).sum()
+        loss.backward()
+        opt.step()
+    moved = model(inputs, 2)
+    assert (moved * target).sum(-1).mean() > (out * target).sum(-1).mean() + 0.3
+    again = QueryEncoder.from_config(model.config())
+    assert again.query_input == "sequence" and again.residual is True
+    with pytest.raises(ValueError, match="residual needs"):
+        QueryEncoder(BackboneConfig(width=32, layers=1, heads=4), d_query=12, d_doc=8, input_scale=1.0,
+                     residual=True)

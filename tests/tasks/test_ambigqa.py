@@ -211,3 +211,29 @@ def test_matcher_and_cap_are_validated_and_default_keeps_its_key(tmp_path):
     b = build_task("ambigqa", [*base, "matcher=harness"]).load()
     c = build_task("ambigqa", [*base, "matcher=dpr"]).load()
     assert a.info["prepared"] == b.info["prepared"] != c.info["prepared"]
+
+
+# ------------------------------------------------------------------------ more training questions: train_gold
+def test_train_gold_two_keeps_train_questions_with_two_gold_answers_and_leaves_test_alone(tmp_path):
+    """`train_gold=two` keeps a train question when at least two answers have a gold passage (the answer without one
+    dropped); a test question still needs every answer, so the test split is the strict rule's."""
+    train = [*CAP_TRAIN[:2], qa("u4", "Who won the World Cup in 2018 and 2014, and who won Atlantis?", ["France"],
+                                ["Germany"], ["Atlantis United"])]
+    dev = [*CAP_DEV, qa("v3", "Which teams reached the final in 2018, and in Atlantis?", ["France"], ["Croatia"],
+                        ["Atlantis United"])]
+    folder, corpus = write_fixture(tmp_path, train, dev)
+    base = [f"data_dir={folder}", f"corpus={corpus}", "dense=none", "val_fraction=0"]
+    strict = build_task("ambigqa", base).load()
+    two = build_task("ambigqa", [*base, "train_gold=two"]).load()
+    assert strict.info["prepared"] != two.info["prepared"]
+    assert "u4" not in strict.splits["train"].query_ids
+    tr = two.splits["train"]
+    assert tr.targets.n_clusters[tr.query_ids.index("u4")] == 2  # France and Germany; Atlantis United dropped
+    steps = two.info["steps"]["train"]
+    assert steps["every answer has a gold passage"] + 1 == steps[
+        "… or, in train, at least two answers have one (train_gold=two)"]
+    test_a, test_b = strict.splits["test"], two.splits["test"]
+    assert "v3" not in test_b.query_ids and test_a.query_ids == test_b.query_ids
+    assert test_a.targets.nested() == test_b.targets.nested()
+    with pytest.raises(BenchError, match="train_gold must be one of every, two"):
+        build_task("ambigqa", [*base, "train_gold=some"])
