@@ -181,7 +181,7 @@ class TrainedQueryEncoder(VectorRetriever):
                                  "settings); train again (--retrain)")
         return self._reader
 
-    def residual(self, task: TaskData) -> bool:
+    def residual(self) -> bool:
         """finetune=frozen: whether outputs start from the reader's query embedding (`residual`; by default when
         the reader embeds in the document encoder's space, as minilm reading for minilm does)."""
         reader = self.reader()
@@ -273,7 +273,7 @@ class TrainedQueryEncoder(VectorRetriever):
                                 finetune="full" if self.frozen else p.finetune, lora=p.lora_settings(),
                                 base_hash=lm[1] if lm else None, feedback=feedback,
                                 query_input="sequence" if sequence else "vector",
-                                residual=sequence and self.residual(ctx.task))
+                                residual=sequence and self.residual())
 
     def training_examples(self, split: Split, ctx: RunContext) -> TrainingExamples:
         if split.vectors is not None:
